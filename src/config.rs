@@ -1,0 +1,453 @@
+//! The configuration file: serde structs that mirror the TOML, turned by [`Config::from_toml`]
+//! into one checked [`Config`] whose profiles hold their keys. This is the only module that
+//! reads files or the environment, and the only one that writes (generated key files).
+//!
+//! Every error names where it came from: the file, the key id or profile, the field, the reason.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use base64::Engine as _;
+use ring::rand::SystemRandom;
+use serde::Deserialize;
+
+use crate::keys::{self, Algorithm, HmacSecret, Key, KeyFamily, KeyId, KeyStore};
+use crate::login_url::LoginUrl;
+use crate::profile::{DEFAULT_MAX_TOKEN_BYTES, Profile, ProfileSpec, Profiles};
+
+/// The configuration `serve` runs on when no `--config` is given; `examples/default.toml`.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/default.toml");
+
+/// The address the service listens on unless the config or `--listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// The largest request message the service decodes, unless configured.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    profiles: BTreeMap<String, RawProfile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    max_request_bytes: Option<usize>,
+    drain_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    id: String,
+    algorithm: String,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    secret_encoding: Option<String>,
+    private_key_file: Option<PathBuf>,
+    private_key_env: Option<String>,
+    public_key_file: Option<PathBuf>,
+    #[serde(default)]
+    generate: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    signing_key: Option<String>,
+    verify_keys: Option<Vec<String>>,
+    issuer: Option<String>,
+    #[serde(default)]
+    audience: Vec<String>,
+    #[serde(default)]
+    allow_audience_override: bool,
+    ttl: Option<String>,
+    max_ttl: Option<String>,
+    login_ttl: Option<String>,
+    leeway: Option<String>,
+    subject_claim: Option<String>,
+    #[serde(default)]
+    required_claims: Vec<String>,
+    claims: Option<toml::Table>,
+    typ: Option<String>,
+    login_url: Option<String>,
+    #[serde(default)]
+    allowed_next_origins: Vec<String>,
+    max_token_bytes: Option<usize>,
+}
+
+/// A checked configuration: where to listen, the keys, and the profiles that use them.
+#[derive(Debug)]
+pub struct Config {
+    /// Where the configuration came from, for logs ("examples/default.toml (embedded)" or a path).
+    pub origin: String,
+    pub listen: SocketAddr,
+    pub max_request_bytes: usize,
+    /// How long a shutdown waits for in-flight calls before closing them.
+    pub drain_timeout: Duration,
+    pub keys: KeyStore,
+    pub profiles: Profiles,
+}
+
+/// Where a configuration comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum ConfigSource<'a> {
+    /// The compiled-in `examples/default.toml`.
+    Embedded,
+    /// A TOML file.
+    File(&'a Path),
+}
+
+impl Config {
+    /// Reads and checks a configuration. Relative key paths resolve against `data_dir`.
+    pub fn load(source: ConfigSource<'_>, data_dir: &Path) -> anyhow::Result<Config> {
+        match source {
+            ConfigSource::Embedded => Config::from_toml(
+                EMBEDDED_DEFAULT,
+                "examples/default.toml (embedded default)",
+                data_dir,
+            ),
+            ConfigSource::File(path) => {
+                let text = fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                Config::from_toml(&text, &path.display().to_string(), data_dir)
+            }
+        }
+    }
+
+    /// Parses and checks TOML text; `origin` names it in every error.
+    pub fn from_toml(text: &str, origin: &str, data_dir: &Path) -> anyhow::Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
+        let server = &raw.server;
+        let listen = server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen.parse().map_err(|e| {
+            anyhow!("{origin}: server.listen {listen:?}: {e} (write it as IP:PORT)")
+        })?;
+        let max_request_bytes = server
+            .max_request_bytes
+            .unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+        if !(1024..=16 * 1024 * 1024).contains(&max_request_bytes) {
+            bail!(
+                "{origin}: server.max_request_bytes must be between 1024 and 16777216, not {max_request_bytes}"
+            );
+        }
+        let drain_timeout = duration(server.drain_timeout.as_deref(), Duration::from_secs(10))
+            .with_context(|| format!("{origin}: server.drain_timeout"))?;
+
+        let mut store = KeyStore::default();
+        for raw_key in &raw.keys {
+            let key = load_key(raw_key, data_dir)
+                .with_context(|| format!("{origin}: key {:?}", raw_key.id))?;
+            if let Err(key) = store.insert(key) {
+                bail!(
+                    "{origin}: key {:?}: the id is used by another key; key ids must be unique",
+                    key.id().as_str()
+                );
+            }
+        }
+
+        if raw.profiles.is_empty() {
+            bail!(
+                "{origin}: no [profiles.NAME] are configured; the service would have nothing to do"
+            );
+        }
+        let mut profiles = Profiles::default();
+        for (name, raw_profile) in raw.profiles {
+            let profile = build_profile(&name, raw_profile, &store)
+                .with_context(|| format!("{origin}: profile {name:?}"))?;
+            // Names come from TOML table keys, which are unique.
+            let _ = profiles.insert(profile);
+        }
+        for key in store.sorted() {
+            let used = profiles
+                .sorted()
+                .iter()
+                .any(|p| p.verify_keys().iter().any(|k| Arc::ptr_eq(k, key)));
+            if !used {
+                tracing::warn!(origin, kid = %key.id(), "key is configured but no profile uses it");
+            }
+        }
+
+        Ok(Config {
+            origin: origin.to_owned(),
+            listen,
+            max_request_bytes,
+            drain_timeout,
+            keys: store,
+            profiles,
+        })
+    }
+}
+
+fn duration(text: Option<&str>, default: Duration) -> anyhow::Result<Duration> {
+    match text {
+        None => Ok(default),
+        Some(text) => humantime::parse_duration(text).map_err(|e| {
+            anyhow!("{text:?} is not a duration like \"30s\", \"5m\" or \"24h\": {e}")
+        }),
+    }
+}
+
+fn load_key(raw: &RawKey, data_dir: &Path) -> anyhow::Result<Key> {
+    let id = KeyId::parse(&raw.id)?;
+    let algorithm: Algorithm = raw.algorithm.parse()?;
+    let sources = [
+        ("secret_env", raw.secret_env.is_some()),
+        ("secret_file", raw.secret_file.is_some()),
+        ("private_key_file", raw.private_key_file.is_some()),
+        ("private_key_env", raw.private_key_env.is_some()),
+        ("public_key_file", raw.public_key_file.is_some()),
+    ];
+    let given: Vec<&str> = sources
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
+    if given.len() != 1 {
+        bail!(
+            "give exactly one of secret_env, secret_file (HMAC) or private_key_file, private_key_env, public_key_file; found {}",
+            if given.is_empty() {
+                "none".to_owned()
+            } else {
+                given.join(", ")
+            }
+        );
+    }
+    let hmac = algorithm.family() == KeyFamily::Hmac;
+    let is_secret = raw.secret_env.is_some() || raw.secret_file.is_some();
+    if hmac && !is_secret {
+        bail!(
+            "{algorithm} is an HMAC algorithm: give secret_file or secret_env, not {}",
+            given[0]
+        );
+    }
+    if !hmac && is_secret {
+        bail!(
+            "{algorithm} is not an HMAC algorithm: give private_key_file, private_key_env or public_key_file, not {}",
+            given[0]
+        );
+    }
+    if raw.secret_encoding.is_some() && !is_secret {
+        bail!("secret_encoding applies only to secret_file and secret_env");
+    }
+    if raw.generate && raw.secret_file.is_none() && raw.private_key_file.is_none() {
+        bail!(
+            "generate = true needs secret_file or private_key_file: the file the new key is kept in"
+        );
+    }
+    if raw.generate && !algorithm.can_generate() {
+        bail!(keys::KeyError::CannotGenerate { alg: algorithm });
+    }
+
+    if is_secret {
+        let text = if let Some(var) = &raw.secret_env {
+            std::env::var_os(var)
+                .ok_or_else(|| anyhow!("secret_env: environment variable {var} is not set"))?
+                .into_encoded_bytes()
+        } else {
+            let path = resolve(
+                data_dir,
+                raw.secret_file.as_deref().unwrap_or(Path::new("")),
+            );
+            let mut bytes = read_key_file(&path, raw.generate, algorithm, "secret_file")?;
+            // Editors and `echo` end files with a newline that is not part of the secret.
+            if bytes.ends_with(b"\r\n") {
+                bytes.truncate(bytes.len() - 2);
+            } else if bytes.ends_with(b"\n") {
+                bytes.pop();
+            }
+            bytes
+        };
+        let bytes = match raw.secret_encoding.as_deref().unwrap_or("raw") {
+            "raw" => text,
+            "base64" => decode_base64(&text)
+                .context("secret_encoding = \"base64\": the secret is not base64")?,
+            other => bail!("secret_encoding {other:?} is not \"raw\" or \"base64\""),
+        };
+        let secret = HmacSecret::new(algorithm, bytes)?;
+        return Ok(Key::from_hmac_secret(id, secret, algorithm)?);
+    }
+    if let Some(file) = &raw.private_key_file {
+        let path = resolve(data_dir, file);
+        let pem = read_key_file(&path, raw.generate, algorithm, "private_key_file")?;
+        return Key::from_private_pem(id, algorithm, &pem)
+            .with_context(|| format!("private_key_file {}", path.display()));
+    }
+    if let Some(var) = &raw.private_key_env {
+        let pem = std::env::var(var)
+            .map_err(|_| anyhow!("private_key_env: environment variable {var} is not set"))?;
+        return Key::from_private_pem(id, algorithm, pem.as_bytes())
+            .with_context(|| format!("private_key_env {var}"));
+    }
+    let path = resolve(
+        data_dir,
+        raw.public_key_file.as_deref().unwrap_or(Path::new("")),
+    );
+    let pem = fs::read(&path).with_context(|| format!("public_key_file {}", path.display()))?;
+    Key::from_public_pem(id, algorithm, &pem)
+        .with_context(|| format!("public_key_file {}", path.display()))
+}
+
+fn decode_base64(text: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let lenient =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, lenient);
+    let url_safe = GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient);
+    standard
+        .decode(text)
+        .or_else(|_| url_safe.decode(text))
+        .map_err(|e| anyhow!("{e}"))
+}
+
+fn resolve(data_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        data_dir.join(path)
+    }
+}
+
+/// Reads a key file; with `generate`, first creates it with fresh key material if it is missing.
+fn read_key_file(
+    path: &Path,
+    generate: bool,
+    algorithm: Algorithm,
+    field: &str,
+) -> anyhow::Result<Vec<u8>> {
+    if generate && !path.exists() {
+        let material = keys::generate(algorithm, &SystemRandom::new())?;
+        write_private_file(path, material.as_bytes()).with_context(|| {
+            format!(
+                "{field} {}: cannot create the generated key",
+                path.display()
+            )
+        })?;
+        tracing::info!(path = %path.display(), %algorithm, "generated a new key");
+    }
+    let bytes = fs::read(path).with_context(|| format!("{field} {}", path.display()))?;
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "key file is readable by other users; chmod 600 it");
+    }
+    Ok(bytes)
+}
+
+/// Writes a new file readable only by this user: temp file, fsync, rename, fsync the directory,
+/// so a crash leaves either no key or a whole one.
+fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.exists() {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let written = file.write_all(contents).and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn build_profile(name: &str, raw: RawProfile, store: &KeyStore) -> anyhow::Result<Profile> {
+    let lookup = |field: &str, id: &str| -> anyhow::Result<Arc<Key>> {
+        store.get(id).cloned().ok_or_else(|| {
+            let known: Vec<String> = store
+                .sorted()
+                .iter()
+                .map(|k| format!("{:?}", k.id().as_str()))
+                .collect();
+            anyhow!(
+                "{field}: {id:?} is not a configured key (configured: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })
+    };
+    let signing_key = raw
+        .signing_key
+        .as_deref()
+        .map(|id| lookup("signing_key", id))
+        .transpose()?;
+    let verify_keys = raw
+        .verify_keys
+        .unwrap_or_default()
+        .iter()
+        .map(|id| lookup("verify_keys", id))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let parse = |field: &str, text: Option<&str>| -> anyhow::Result<Option<Duration>> {
+        text.map(|t| duration(Some(t), Duration::ZERO).with_context(|| field.to_owned()))
+            .transpose()
+    };
+    let login_url = raw
+        .login_url
+        .as_deref()
+        .map(|template| LoginUrl::parse(template, &raw.allowed_next_origins))
+        .transpose()?;
+    if login_url.is_none() && !raw.allowed_next_origins.is_empty() {
+        bail!("allowed_next_origins is set but login_url is not");
+    }
+    let claims = match raw.claims {
+        None => serde_json::Map::new(),
+        Some(table) => match serde_json::to_value(table).context("claims")? {
+            serde_json::Value::Object(map) => map,
+            _ => bail!("claims must be a table"),
+        },
+    };
+    let spec = ProfileSpec {
+        name: name.to_owned(),
+        signing_key,
+        verify_keys,
+        issuer: raw.issuer,
+        audience: raw.audience,
+        allow_audience_override: raw.allow_audience_override,
+        ttl: parse("ttl", raw.ttl.as_deref())?,
+        max_ttl: parse("max_ttl", raw.max_ttl.as_deref())?,
+        login_ttl: parse("login_ttl", raw.login_ttl.as_deref())?,
+        leeway: parse("leeway", raw.leeway.as_deref())?.unwrap_or(Duration::ZERO),
+        subject_claim: raw.subject_claim,
+        required_claims: raw.required_claims,
+        claims,
+        typ: raw.typ,
+        login_url,
+        max_token_bytes: raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
+    };
+    Ok(Profile::new(spec)?)
+}

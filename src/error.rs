@@ -1,0 +1,66 @@
+//! Domain errors meet gRPC here, and only here: the one mapping from what went wrong to a
+//! `tonic::Status`. The caller's mistakes name the field and the reason; the service's own
+//! faults are logged in full and answered with a bare `Internal`.
+
+use tonic::Status;
+
+use crate::login_url::LoginError;
+use crate::token::IssueError;
+
+/// Everything an RPC can fail with, in the service's words.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No profile has this name.
+    #[error("profile {0:?} does not exist")]
+    UnknownProfile(String),
+    /// A request field is wrong; the message starts with the field name.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The profile cannot do what was asked.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The service failed; the message is logged, never sent.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::VerifyOnly { .. } => ApiError::FailedPrecondition(e.to_string()),
+            IssueError::Sign(_) | IssueError::Clock => ApiError::Internal(e.to_string()),
+            IssueError::EmptySubject
+            | IssueError::SubjectTooLong(_)
+            | IssueError::ReservedClaim { .. }
+            | IssueError::ClaimsTooLarge { .. }
+            | IssueError::TtlTooLong { .. }
+            | IssueError::TtlTooShort
+            | IssueError::AudienceOverrideNotAllowed { .. }
+            | IssueError::EmptyAudience => ApiError::InvalidArgument(e.to_string()),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::NoLoginUrl { .. } => ApiError::FailedPrecondition(e.to_string()),
+            LoginError::Next(_) => ApiError::InvalidArgument(e.to_string()),
+            LoginError::Issue(e) => e.into(),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::UnknownProfile(_) => Status::not_found(e.to_string()),
+            ApiError::InvalidArgument(m) => Status::invalid_argument(m),
+            ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Status::internal("internal error; the service log has the details")
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The command line: parse arguments, set up logging, call the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use token_authority::clock::SystemClock;
+use token_authority::config::{Config, ConfigSource};
+use token_authority::startup;
+use token_authority::telemetry::{self, LogFormat};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+/// Signs, verifies and wraps JSON Web Tokens for other backends, over gRPC.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "TOKEN_AUTHORITY_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gRPC service (on the embedded default configuration unless --config is given).
+    Serve {
+        /// A TOML configuration file; without it the embedded examples/default.toml is used.
+        #[arg(long, env = "TOKEN_AUTHORITY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on, overriding server.listen (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Directory for generated keys; relative key paths in the config resolve against it.
+        #[arg(long, default_value = "./data", env = "TOKEN_AUTHORITY_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Ask a running service's gRPC health endpoint; exit 0 only on SERVING.
+    Healthcheck {
+        /// The service address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// The service name to ask about; empty asks about the server as a whole.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
+            telemetry::init(cli.log_format);
+            runtime.block_on(serve(config, listen, data_dir))
+        }
+        Command::Healthcheck {
+            addr,
+            service,
+            timeout,
+        } => runtime.block_on(healthcheck(&addr, service, timeout)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    data_dir: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    let source = match &config {
+        Some(path) => ConfigSource::File(path),
+        None => ConfigSource::Embedded,
+    };
+    let config = Config::load(source, &data_dir)?;
+    let addr = listen.unwrap_or(config.listen);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    startup::serve(config, listener, Arc::new(SystemClock), shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+    }
+}
+
+async fn healthcheck(addr: &str, service: String, timeout: Duration) -> anyhow::Result<ExitCode> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let url = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())?
+            .connect()
+            .await?;
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest { service })
+            .await?;
+        anyhow::Ok(answer.into_inner().status())
+    };
+    let status = tokio::time::timeout(timeout, check)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no answer from {url} within {}",
+                humantime::format_duration(timeout)
+            )
+        })?
+        .with_context(|| format!("health check of {url}"))?;
+    println!("{}", status.as_str_name());
+    Ok(if status == ServingStatus::Serving {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

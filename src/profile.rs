@@ -1,0 +1,327 @@
+//! A profile: a named, configured token shape. Which key signs, which keys verify, issuer,
+//! audience, lifetimes, the subject claim, required and fixed claims, the login URL.
+//!
+//! A [`Profile`] is only made by [`Profile::new`], which cross-checks its parts, so the token
+//! code never checks configuration again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::keys::Key;
+use crate::login_url::LoginUrl;
+
+/// The profile used when a request names none.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// Claims the service always sets itself; a request or a profile's fixed claims may not name them.
+pub const REGISTERED_CLAIMS: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"];
+
+/// The longest token Verify reads unless a profile says otherwise.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Everything a profile is made of, already parsed, before cross-checks.
+#[derive(Debug)]
+pub struct ProfileSpec {
+    pub name: String,
+    pub signing_key: Option<Arc<Key>>,
+    /// Keys that verify; empty means just the signing key.
+    pub verify_keys: Vec<Arc<Key>>,
+    pub issuer: Option<String>,
+    pub audience: Vec<String>,
+    pub allow_audience_override: bool,
+    /// Default lifetime of issued tokens; 5 minutes when `None`.
+    pub ttl: Option<Duration>,
+    /// Longest lifetime a request may ask for; the ttl when `None`.
+    pub max_ttl: Option<Duration>,
+    /// Lifetime of login-link tokens; 30 s (or max_ttl if shorter) when `None`.
+    pub login_ttl: Option<Duration>,
+    pub leeway: Duration,
+    /// The claim that carries the subject; "sub" when `None`.
+    pub subject_claim: Option<String>,
+    pub required_claims: Vec<String>,
+    /// Claims set on every issued token and checked on every verified one (e.g. token_type).
+    pub claims: Map<String, Value>,
+    /// The `typ` header set on issue and required on verify; "JWT" set and anything accepted when `None`.
+    pub typ: Option<String>,
+    pub login_url: Option<LoginUrl>,
+    pub max_token_bytes: usize,
+}
+
+/// Why a profile's configuration does not hold together.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("profile name {0:?} is not allowed: use 1 to 64 characters from A-Z a-z 0-9 _ - .")]
+    BadName(String),
+    #[error("signing_key {key:?} has no private key (it is verify-only), so it cannot sign")]
+    SigningKeyCannotSign { key: String },
+    #[error("the profile has neither a signing_key nor verify_keys")]
+    NoKeys,
+    #[error("{field} must be at least 1s")]
+    TooShort { field: &'static str },
+    #[error("{field} is {value}, above max_ttl {max}")]
+    AboveMax {
+        field: &'static str,
+        value: String,
+        max: String,
+    },
+    #[error("{field} must be whole seconds (JWT times are whole seconds), not {value}")]
+    NotWholeSeconds { field: &'static str, value: String },
+    #[error(
+        "subject_claim {0:?} is a registered claim the service sets itself; pick another name or \"sub\""
+    )]
+    BadSubjectClaim(String),
+    #[error("claims.{0} is a claim the service sets itself and cannot be fixed")]
+    ReservedFixedClaim(String),
+    #[error("{field} must not be empty")]
+    Empty { field: &'static str },
+    #[error("typ {0:?} must be 1 to 64 printable ASCII characters")]
+    BadTyp(String),
+    #[error("max_token_bytes must be between 256 and 65536, not {0}")]
+    BadMaxTokenBytes(usize),
+}
+
+/// A checked profile; its parts are read by the token and login URL code.
+#[derive(Debug)]
+pub struct Profile {
+    pub(crate) name: String,
+    pub(crate) signing_key: Option<Arc<Key>>,
+    pub(crate) verify_keys: Vec<Arc<Key>>,
+    /// base64url of the protected header the signing key puts on every token, made once.
+    pub(crate) encoded_header: Option<String>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) audience: Vec<String>,
+    pub(crate) allow_audience_override: bool,
+    pub(crate) ttl: Duration,
+    pub(crate) max_ttl: Duration,
+    pub(crate) login_ttl: Duration,
+    pub(crate) leeway: Duration,
+    pub(crate) subject_claim: String,
+    pub(crate) required_claims: Vec<String>,
+    pub(crate) fixed_claims: Map<String, Value>,
+    pub(crate) typ: Option<String>,
+    pub(crate) login_url: Option<LoginUrl>,
+    pub(crate) max_token_bytes: usize,
+}
+
+impl Profile {
+    /// Cross-checks a spec: lifetimes in order and whole seconds, keys able to do their jobs,
+    /// fixed claims not stepping on the service's own.
+    pub fn new(spec: ProfileSpec) -> Result<Profile, ProfileError> {
+        let name_ok = !spec.name.is_empty()
+            && spec.name.len() <= 64
+            && spec
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !name_ok {
+            return Err(ProfileError::BadName(spec.name));
+        }
+        if let Some(key) = &spec.signing_key
+            && !key.can_sign()
+        {
+            return Err(ProfileError::SigningKeyCannotSign {
+                key: key.id().to_string(),
+            });
+        }
+        let mut verify_keys = spec.verify_keys;
+        if verify_keys.is_empty() {
+            match &spec.signing_key {
+                Some(key) => verify_keys.push(key.clone()),
+                None => return Err(ProfileError::NoKeys),
+            }
+        }
+
+        let ttl = spec.ttl.unwrap_or(Duration::from_secs(300));
+        let max_ttl = spec.max_ttl.unwrap_or(ttl);
+        let login_ttl = spec
+            .login_ttl
+            .unwrap_or_else(|| Duration::from_secs(30).min(max_ttl));
+        whole_seconds("ttl", ttl)?;
+        whole_seconds("max_ttl", max_ttl)?;
+        whole_seconds("login_ttl", login_ttl)?;
+        whole_seconds("leeway", spec.leeway)?;
+        for (field, value) in [("ttl", ttl), ("login_ttl", login_ttl)] {
+            if value < Duration::from_secs(1) {
+                return Err(ProfileError::TooShort { field });
+            }
+            if value > max_ttl {
+                return Err(ProfileError::AboveMax {
+                    field,
+                    value: humantime::format_duration(value).to_string(),
+                    max: humantime::format_duration(max_ttl).to_string(),
+                });
+            }
+        }
+
+        let subject_claim = spec.subject_claim.unwrap_or_else(|| "sub".to_owned());
+        if subject_claim.is_empty() {
+            return Err(ProfileError::Empty {
+                field: "subject_claim",
+            });
+        }
+        if subject_claim != "sub" && REGISTERED_CLAIMS.contains(&subject_claim.as_str()) {
+            return Err(ProfileError::BadSubjectClaim(subject_claim));
+        }
+        for claim in spec.claims.keys() {
+            if REGISTERED_CLAIMS.contains(&claim.as_str()) || *claim == subject_claim {
+                return Err(ProfileError::ReservedFixedClaim(claim.clone()));
+            }
+        }
+        if let Some(issuer) = &spec.issuer
+            && issuer.is_empty()
+        {
+            return Err(ProfileError::Empty { field: "issuer" });
+        }
+        if spec.audience.iter().any(String::is_empty) {
+            return Err(ProfileError::Empty { field: "audience" });
+        }
+        if spec.required_claims.iter().any(String::is_empty) {
+            return Err(ProfileError::Empty {
+                field: "required_claims",
+            });
+        }
+        if let Some(typ) = &spec.typ {
+            let ok =
+                !typ.is_empty() && typ.len() <= 64 && typ.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(ProfileError::BadTyp(typ.clone()));
+            }
+        }
+        if !(256..=65536).contains(&spec.max_token_bytes) {
+            return Err(ProfileError::BadMaxTokenBytes(spec.max_token_bytes));
+        }
+
+        let encoded_header = spec.signing_key.as_ref().map(|key| {
+            let mut header = BTreeMap::new();
+            header.insert("alg", key.algorithm().name());
+            header.insert("typ", spec.typ.as_deref().unwrap_or("JWT"));
+            header.insert("kid", key.id().as_str());
+            // Serializing a map of strings cannot fail.
+            let json = serde_json::to_vec(&header).unwrap_or_default();
+            URL_SAFE_NO_PAD.encode(json)
+        });
+
+        Ok(Profile {
+            name: spec.name,
+            signing_key: spec.signing_key,
+            verify_keys,
+            encoded_header,
+            issuer: spec.issuer,
+            audience: spec.audience,
+            allow_audience_override: spec.allow_audience_override,
+            ttl,
+            max_ttl,
+            login_ttl,
+            leeway: spec.leeway,
+            subject_claim,
+            required_claims: spec.required_claims,
+            fixed_claims: spec.claims,
+            typ: spec.typ,
+            login_url: spec.login_url,
+            max_token_bytes: spec.max_token_bytes,
+        })
+    }
+
+    /// The profile's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key that signs, or `None` for a verify-only profile.
+    pub fn signing_key(&self) -> Option<&Arc<Key>> {
+        self.signing_key.as_ref()
+    }
+
+    /// The keys that verify, in configured order.
+    pub fn verify_keys(&self) -> &[Arc<Key>] {
+        &self.verify_keys
+    }
+
+    /// Whether the profile has a login URL template.
+    pub fn has_login_url(&self) -> bool {
+        self.login_url.is_some()
+    }
+}
+
+impl ProfileSpec {
+    /// A spec with every optional part at its default, for `name` signed by `signing_key`.
+    pub fn new(name: &str, signing_key: Option<Arc<Key>>) -> ProfileSpec {
+        ProfileSpec {
+            name: name.to_owned(),
+            signing_key,
+            verify_keys: Vec::new(),
+            issuer: None,
+            audience: Vec::new(),
+            allow_audience_override: false,
+            ttl: None,
+            max_ttl: None,
+            login_ttl: None,
+            leeway: Duration::ZERO,
+            subject_claim: None,
+            required_claims: Vec::new(),
+            claims: Map::new(),
+            typ: None,
+            login_url: None,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        }
+    }
+}
+
+fn whole_seconds(field: &'static str, value: Duration) -> Result<(), ProfileError> {
+    if value.subsec_nanos() != 0 {
+        return Err(ProfileError::NotWholeSeconds {
+            field,
+            value: humantime::format_duration(value).to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Every profile by name; built once at start-up, read-only afterwards.
+#[derive(Debug, Default)]
+pub struct Profiles {
+    by_name: HashMap<String, Arc<Profile>>,
+}
+
+impl Profiles {
+    /// Adds a profile; returns it back if the name is taken.
+    pub fn insert(&mut self, profile: Profile) -> Result<(), Box<Profile>> {
+        if self.by_name.contains_key(&profile.name) {
+            return Err(Box::new(profile));
+        }
+        self.by_name.insert(profile.name.clone(), Arc::new(profile));
+        Ok(())
+    }
+
+    /// The profile called `name`; an empty name means [`DEFAULT_PROFILE`].
+    pub fn get(&self, name: &str) -> Option<&Arc<Profile>> {
+        let name = if name.is_empty() {
+            DEFAULT_PROFILE
+        } else {
+            name
+        };
+        self.by_name.get(name)
+    }
+
+    /// All profiles, sorted by name.
+    pub fn sorted(&self) -> Vec<&Arc<Profile>> {
+        let mut all: Vec<_> = self.by_name.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// How many profiles there are.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}

@@ -1,0 +1,741 @@
+//! Issue and verify as pure functions of (profile, input, clock reading).
+//!
+//! This module never sees protobuf and never reads a key from a token: keys come only from the
+//! profile. Verify treats every byte of the token as hostile and refuses, with a reason, anything
+//! RFC 7515/7519 or RFC 8725 would not accept.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SecureRandom;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use crate::keys::{Algorithm, Key, KeyId, SignError};
+use crate::profile::{Profile, REGISTERED_CLAIMS};
+
+/// The largest a subject may be, in bytes.
+pub const MAX_SUBJECT_BYTES: usize = 1024;
+/// The largest the extra claims of one request may be, in bytes of JSON.
+pub const MAX_CLAIMS_BYTES: usize = 4096;
+
+/// What a caller asks to have signed.
+#[derive(Debug, Default, Clone)]
+pub struct IssueRequest {
+    pub subject: String,
+    pub claims: Map<String, Value>,
+    pub audience: Vec<String>,
+    /// `None` means the profile's ttl.
+    pub ttl: Option<Duration>,
+}
+
+/// A signed token and the facts a caller may want without decoding it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    pub token_id: String,
+    /// Seconds since the Unix epoch (`iat`).
+    pub issued_at: u64,
+    /// Seconds since the Unix epoch (`exp`).
+    pub expires_at: u64,
+    pub key_id: KeyId,
+    pub algorithm: Algorithm,
+}
+
+/// Why a token could not be issued. All but `Sign` and `Clock` are the caller's mistake.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("profile {profile:?} is verify-only: it has no signing_key")]
+    VerifyOnly { profile: String },
+    #[error("subject: must not be empty")]
+    EmptySubject,
+    #[error("subject: is {0} bytes; at most 1024 are allowed")]
+    SubjectTooLong(usize),
+    #[error("claims.{claim}: {why}")]
+    ReservedClaim { claim: String, why: &'static str },
+    #[error("claims: are {len} bytes of JSON; at most {max} are allowed")]
+    ClaimsTooLarge { len: usize, max: usize },
+    #[error("ttl: {ttl} is above the profile's max_ttl of {max}")]
+    TtlTooLong { ttl: String, max: String },
+    #[error("ttl: must be at least 1s")]
+    TtlTooShort,
+    #[error("audience: profile {profile:?} does not allow overriding its audience")]
+    AudienceOverrideNotAllowed { profile: String },
+    #[error("audience: entries must not be empty")]
+    EmptyAudience,
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error("the system clock is before 1970")]
+    Clock,
+}
+
+/// Signs a token for `request.subject` under `profile` at time `now`.
+pub fn issue(
+    profile: &Profile,
+    request: IssueRequest,
+    now: SystemTime,
+    rng: &dyn SecureRandom,
+) -> Result<Issued, IssueError> {
+    let (Some(key), Some(encoded_header)) = (&profile.signing_key, &profile.encoded_header) else {
+        return Err(IssueError::VerifyOnly {
+            profile: profile.name.clone(),
+        });
+    };
+    if request.subject.is_empty() {
+        return Err(IssueError::EmptySubject);
+    }
+    if request.subject.len() > MAX_SUBJECT_BYTES {
+        return Err(IssueError::SubjectTooLong(request.subject.len()));
+    }
+    for claim in request.claims.keys() {
+        let why = if REGISTERED_CLAIMS.contains(&claim.as_str()) {
+            "is set by the service and cannot be given"
+        } else if *claim == profile.subject_claim {
+            "carries the subject in this profile; use the subject field"
+        } else if profile.fixed_claims.contains_key(claim) {
+            "is fixed by the profile and cannot be given"
+        } else {
+            continue;
+        };
+        return Err(IssueError::ReservedClaim {
+            claim: clip(claim),
+            why,
+        });
+    }
+    if !request.claims.is_empty() {
+        // A `Map<String, Value>` always serializes.
+        let len = serde_json::to_vec(&request.claims).map_or(usize::MAX, |v| v.len());
+        if len > MAX_CLAIMS_BYTES {
+            return Err(IssueError::ClaimsTooLarge {
+                len,
+                max: MAX_CLAIMS_BYTES,
+            });
+        }
+    }
+    let audience = if request.audience.is_empty() {
+        profile.audience.clone()
+    } else if !profile.allow_audience_override {
+        return Err(IssueError::AudienceOverrideNotAllowed {
+            profile: profile.name.clone(),
+        });
+    } else if request.audience.iter().any(String::is_empty) {
+        return Err(IssueError::EmptyAudience);
+    } else {
+        request.audience
+    };
+    let ttl = match request.ttl {
+        None => profile.ttl,
+        Some(ttl) if ttl > profile.max_ttl => {
+            return Err(IssueError::TtlTooLong {
+                ttl: humantime::format_duration(ttl).to_string(),
+                max: humantime::format_duration(profile.max_ttl).to_string(),
+            });
+        }
+        // NumericDate is whole seconds; rounding down keeps the token inside what was asked.
+        Some(ttl) if ttl.as_secs() == 0 => return Err(IssueError::TtlTooShort),
+        Some(ttl) => Duration::from_secs(ttl.as_secs()),
+    };
+
+    let issued_at = now
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| IssueError::Clock)?
+        .as_secs();
+    let expires_at = issued_at + ttl.as_secs();
+    let mut id_bytes = [0u8; 16];
+    rng.fill(&mut id_bytes).map_err(|_| SignError {
+        key_id: key.id().clone(),
+    })?;
+    let token_id = URL_SAFE_NO_PAD.encode(id_bytes);
+
+    let mut claims = request.claims;
+    claims.extend(
+        profile
+            .fixed_claims
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    claims.insert(
+        profile.subject_claim.clone(),
+        Value::String(request.subject),
+    );
+    if let Some(issuer) = &profile.issuer {
+        claims.insert("iss".into(), Value::String(issuer.clone()));
+    }
+    match audience.len() {
+        0 => {}
+        1 => {
+            claims.insert(
+                "aud".into(),
+                Value::String(audience.into_iter().next().unwrap_or_default()),
+            );
+        }
+        _ => {
+            claims.insert(
+                "aud".into(),
+                audience.into_iter().map(Value::String).collect(),
+            );
+        }
+    }
+    claims.insert("iat".into(), Value::Number(issued_at.into()));
+    claims.insert("exp".into(), Value::Number(expires_at.into()));
+    claims.insert("jti".into(), Value::String(token_id.clone()));
+    let payload = serde_json::to_vec(&claims).map_err(|_| SignError {
+        key_id: key.id().clone(),
+    })?;
+
+    let mut token = String::with_capacity(encoded_header.len() + payload.len() * 4 / 3 + 400);
+    token.push_str(encoded_header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+    let signature = key.sign(rng, token.as_bytes())?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+
+    Ok(Issued {
+        token,
+        token_id,
+        issued_at,
+        expires_at,
+        key_id: key.id().clone(),
+        algorithm: key.algorithm(),
+    })
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Malformed,
+    AlgorithmNotAllowed,
+    UnknownKey,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    MissingClaim,
+    WrongType,
+    ClaimMismatch,
+}
+
+impl Failure {
+    /// A stable lower-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Malformed => "malformed",
+            Failure::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Failure::UnknownKey => "unknown_key",
+            Failure::BadSignature => "bad_signature",
+            Failure::Expired => "expired",
+            Failure::NotYetValid => "not_yet_valid",
+            Failure::WrongIssuer => "wrong_issuer",
+            Failure::WrongAudience => "wrong_audience",
+            Failure::MissingClaim => "missing_claim",
+            Failure::WrongType => "wrong_type",
+            Failure::ClaimMismatch => "claim_mismatch",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused token: the reason, and a sentence a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub failure: Failure,
+    pub detail: String,
+}
+
+fn refuse<T>(failure: Failure, detail: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal {
+        failure,
+        detail: detail.into(),
+    })
+}
+
+/// A token that passed every check, with what it says.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+    pub key_id: KeyId,
+    pub algorithm: Algorithm,
+    /// Seconds since the Unix epoch; JSON allows fractions.
+    pub expires_at: f64,
+    pub subject: String,
+    pub token_id: Option<String>,
+}
+
+/// Checks `token` against `profile` at time `now`; `audience`, when given, replaces the
+/// profile's expected audience.
+pub fn verify(
+    profile: &Profile,
+    token: &str,
+    audience: Option<&str>,
+    now: SystemTime,
+) -> Result<Verified, Refusal> {
+    use Failure::*;
+
+    // Structure first: nothing below parses JSON or touches a key until the shape is right.
+    if token.len() > profile.max_token_bytes {
+        return refuse(
+            Malformed,
+            format!(
+                "the token is {} bytes; this profile reads at most {}",
+                token.len(),
+                profile.max_token_bytes
+            ),
+        );
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        let dots = token.matches('.').count();
+        let what = if dots == 4 {
+            " (five parts look like an encrypted JWE, which is not accepted)"
+        } else {
+            ""
+        };
+        return refuse(
+            Malformed,
+            format!(
+                "a JWS compact token has three dot-separated parts, this one has {}{what}",
+                dots + 1
+            ),
+        );
+    };
+    let header_bytes = decode_part("header", header_b64)?;
+    let payload_bytes = decode_part("payload", payload_b64)?;
+    let signature = decode_part("signature", signature_b64)?;
+
+    let header = parse_object("header", &header_bytes)?;
+    let alg = match header.get("alg") {
+        Some(Value::String(alg)) => alg.as_str(),
+        Some(_) => return refuse(Malformed, "the header's \"alg\" is not a string"),
+        None => return refuse(Malformed, "the header has no \"alg\""),
+    };
+    if header.contains_key("crit") {
+        return refuse(
+            Malformed,
+            "the header has \"crit\"; this service understands no JWS extensions (RFC 7515 §4.1.11)",
+        );
+    }
+    for name in ["b64", "enc", "zip"] {
+        if header.contains_key(name) {
+            return refuse(
+                Malformed,
+                format!("the header has {name:?}, which a signed JWT does not carry"),
+            );
+        }
+    }
+    if let Some(want) = &profile.typ {
+        let typ = match header.get("typ") {
+            Some(Value::String(typ)) => typ.as_str(),
+            Some(_) => return refuse(Malformed, "the header's \"typ\" is not a string"),
+            None => {
+                return refuse(
+                    WrongType,
+                    format!("the header has no \"typ\"; this profile requires {want:?}"),
+                );
+            }
+        };
+        if !same_media_type(typ, want) {
+            return refuse(
+                WrongType,
+                format!(
+                    "the header says typ {:?}; this profile requires {want:?}",
+                    clip(typ)
+                ),
+            );
+        }
+    }
+    if alg.eq_ignore_ascii_case("none") {
+        return refuse(
+            AlgorithmNotAllowed,
+            "unsigned tokens (alg \"none\") are never accepted",
+        );
+    }
+    let Some(algorithm) = Algorithm::from_name(alg) else {
+        return refuse(
+            AlgorithmNotAllowed,
+            format!("algorithm {:?} is not supported", clip(alg)),
+        );
+    };
+    let key = find_key(profile, &header)?;
+    if key.algorithm() != algorithm {
+        return refuse(
+            AlgorithmNotAllowed,
+            format!(
+                "key {:?} verifies only {}; the token says {}",
+                key.id().as_str(),
+                key.algorithm(),
+                algorithm
+            ),
+        );
+    }
+    let signed_len = header_b64.len() + 1 + payload_b64.len();
+    if !key.verify(&token.as_bytes()[..signed_len], &signature) {
+        return refuse(
+            BadSignature,
+            format!("the signature does not match key {:?}", key.id().as_str()),
+        );
+    }
+
+    // The signature holds, so the claims are the signer's; now check what they say.
+    let claims = parse_object("payload", &payload_bytes)?;
+    let exp = numeric_date(&claims, "exp")?;
+    let nbf = numeric_date(&claims, "nbf")?;
+    let iat = numeric_date(&claims, "iat")?;
+    let token_audience = audience_claim(&claims)?;
+    let now_secs = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let leeway = profile.leeway.as_secs_f64();
+
+    let Some(exp) = exp else {
+        return refuse(
+            MissingClaim,
+            "the token has no \"exp\"; tokens without an expiry are not accepted",
+        );
+    };
+    if now_secs >= exp + leeway {
+        return refuse(
+            Expired,
+            format!("the token expired {} ago", ago(now_secs - exp)),
+        );
+    }
+    if let Some(nbf) = nbf
+        && nbf > now_secs + leeway
+    {
+        return refuse(
+            NotYetValid,
+            format!("the token is not valid for another {}", ago(nbf - now_secs)),
+        );
+    }
+    if let Some(iat) = iat
+        && iat > now_secs + leeway
+    {
+        return refuse(
+            NotYetValid,
+            format!(
+                "the token says it was issued {} in the future",
+                ago(iat - now_secs)
+            ),
+        );
+    }
+
+    if let Some(issuer) = &profile.issuer {
+        match claims.get("iss") {
+            None => {
+                return refuse(
+                    MissingClaim,
+                    format!("the token has no \"iss\"; this profile expects {issuer:?}"),
+                );
+            }
+            Some(Value::String(iss)) if iss == issuer => {}
+            Some(Value::String(iss)) => {
+                return refuse(
+                    WrongIssuer,
+                    format!(
+                        "the token was issued by {:?}; this profile expects {issuer:?}",
+                        clip(iss)
+                    ),
+                );
+            }
+            Some(_) => return refuse(Malformed, "the \"iss\" claim is not a string"),
+        }
+    }
+
+    let expected: Vec<&str> = match audience {
+        Some(aud) if !aud.is_empty() => vec![aud],
+        _ => profile.audience.iter().map(String::as_str).collect(),
+    };
+    match (token_audience, expected.is_empty()) {
+        (None, true) => {}
+        (None, false) => {
+            return refuse(
+                MissingClaim,
+                format!(
+                    "the token has no \"aud\"; expected {}",
+                    expected.join(" or ")
+                ),
+            );
+        }
+        (Some(token_aud), true) => {
+            return refuse(
+                WrongAudience,
+                format!(
+                    "the token is meant for {}, but no audience is expected; pass the audience to check",
+                    clip(&token_aud.join(", "))
+                ),
+            );
+        }
+        (Some(token_aud), false) => {
+            if !token_aud.iter().any(|a| expected.contains(a)) {
+                return refuse(
+                    WrongAudience,
+                    format!(
+                        "the token is meant for {}; expected {}",
+                        clip(&token_aud.join(", ")),
+                        expected.join(" or ")
+                    ),
+                );
+            }
+        }
+    }
+
+    let subject = match claims.get(&profile.subject_claim) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            return refuse(
+                Malformed,
+                format!(
+                    "the subject claim {:?} is neither a string nor a number",
+                    profile.subject_claim
+                ),
+            );
+        }
+        None => {
+            return refuse(
+                MissingClaim,
+                format!("the token has no subject claim {:?}", profile.subject_claim),
+            );
+        }
+    };
+    if let Some(missing) = profile
+        .required_claims
+        .iter()
+        .find(|c| !claims.contains_key(c.as_str()))
+    {
+        return refuse(
+            MissingClaim,
+            format!("the token has no {missing:?} claim, which this profile requires"),
+        );
+    }
+    for (name, want) in &profile.fixed_claims {
+        match claims.get(name) {
+            None => {
+                return refuse(
+                    MissingClaim,
+                    format!("the token has no {name:?} claim; this profile requires {want}"),
+                );
+            }
+            Some(got) if got == want => {}
+            Some(got) => {
+                return refuse(
+                    ClaimMismatch,
+                    format!(
+                        "the token's {name:?} is {}; this profile requires {want}",
+                        clip(&got.to_string())
+                    ),
+                );
+            }
+        }
+    }
+    let token_id = match claims.get("jti") {
+        Some(Value::String(jti)) => Some(jti.clone()),
+        _ => None,
+    };
+
+    Ok(Verified {
+        header,
+        claims,
+        key_id: key.id().clone(),
+        algorithm,
+        expires_at: exp,
+        subject,
+        token_id,
+    })
+}
+
+fn find_key<'p>(profile: &'p Profile, header: &Map<String, Value>) -> Result<&'p Key, Refusal> {
+    match header.get("kid") {
+        Some(Value::String(kid)) => profile
+            .verify_keys
+            .iter()
+            .find(|k| k.id().as_str() == kid)
+            .map(|k| k.as_ref())
+            .ok_or_else(|| Refusal {
+                failure: Failure::UnknownKey,
+                detail: format!(
+                    "no verify key of profile {:?} has kid {:?}",
+                    profile.name,
+                    clip(kid)
+                ),
+            }),
+        Some(_) => refuse(Failure::Malformed, "the header's \"kid\" is not a string"),
+        // Tokens from systems that sign with one shared secret (SeaTable's own examples) carry no kid.
+        None => match profile.verify_keys.as_slice() {
+            [only] => Ok(only.as_ref()),
+            keys => refuse(
+                Failure::UnknownKey,
+                format!(
+                    "the token has no \"kid\" and profile {:?} has {} verify keys; a kid is needed to pick one",
+                    profile.name,
+                    keys.len()
+                ),
+            ),
+        },
+    }
+}
+
+/// Compares `typ` values as RFC 7515 §4.1.9 says: case-insensitive, "application/" optional.
+fn same_media_type(got: &str, want: &str) -> bool {
+    fn strip(s: &str) -> &str {
+        if s.len() > 12 && s[..12].eq_ignore_ascii_case("application/") {
+            &s[12..]
+        } else {
+            s
+        }
+    }
+    strip(got).eq_ignore_ascii_case(strip(want))
+}
+
+fn decode_part(name: &str, part: &str) -> Result<Vec<u8>, Refusal> {
+    if part.is_empty() && name != "signature" {
+        return refuse(Failure::Malformed, format!("the {name} part is empty"));
+    }
+    // URL_SAFE_NO_PAD refuses padding, characters outside base64url and non-zero trailing bits,
+    // so every token has exactly one accepted spelling.
+    URL_SAFE_NO_PAD.decode(part).map_err(|e| Refusal {
+        failure: Failure::Malformed,
+        detail: format!("the {name} part is not canonical unpadded base64url: {e}"),
+    })
+}
+
+fn parse_object(name: &str, bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
+    let value = serde_json::from_slice::<Strict>(bytes).map_err(|e| Refusal {
+        failure: Failure::Malformed,
+        detail: format!("the {name} is not valid JSON: {e}"),
+    })?;
+    match value.0 {
+        Value::Object(map) => Ok(map),
+        _ => refuse(
+            Failure::Malformed,
+            format!("the {name} is not a JSON object"),
+        ),
+    }
+}
+
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, Refusal> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(v) => Ok(Some(v)),
+            None => refuse(
+                Failure::Malformed,
+                format!("the {name:?} claim is not a usable number"),
+            ),
+        },
+        Some(_) => refuse(
+            Failure::Malformed,
+            format!("the {name:?} claim is not a JSON number (NumericDate, RFC 7519 §2)"),
+        ),
+    }
+}
+
+fn audience_claim(claims: &Map<String, Value>) -> Result<Option<Vec<&str>>, Refusal> {
+    let bad = Refusal {
+        failure: Failure::Malformed,
+        detail: "the \"aud\" claim is neither a string nor a list of strings".into(),
+    };
+    match claims.get("aud") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(vec![s.as_str()])),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| bad.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(bad),
+    }
+}
+
+fn ago(seconds: f64) -> String {
+    let whole = Duration::from_secs(seconds.max(0.0).ceil().min(u32::MAX as f64) as u64);
+    humantime::format_duration(whole).to_string()
+}
+
+/// Caller-controlled text echoed in a detail is cut short, so details stay sentences.
+fn clip(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// A JSON value that refuses duplicate object members at any depth; serde_json keeps the last
+/// one silently, which lets two parsers read one token two ways (RFC 8725 §3.1 spirit).
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let Strict(value) = access.next_value()?;
+            if map.contains_key(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "duplicate member {:?}",
+                    clip(&key)
+                )));
+            }
+            map.insert(key, value);
+        }
+        Ok(Value::Object(map))
+    }
+}
