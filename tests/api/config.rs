@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 use token_authority::config::{Config, ConfigSource};
-use token_authority::proto::{IssueRequest, VerifyFailure};
+use token_authority::proto::VerifyFailure;
 
 use crate::helpers::*;
 
@@ -294,18 +294,8 @@ async fn the_seatable_example_makes_sso_links_seatable_accepts() {
 #[tokio::test]
 async fn the_weavy_example_issues_short_tokens_with_the_claims_weavy_requires() {
     let app = spawn_example("weavy.toml").await;
-    let issued = app
-        .client
-        .clone()
-        .issue(IssueRequest {
-            profile: "weavy".into(),
-            subject: "42".into(),
-            claims: Some(to_struct(json!({"email": "ada@example.com", "name": "Ada", "picture": "https://example.com/ada.png"}))),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let claims = json!({"email": "ada@example.com", "name": "Ada", "picture": "https://example.com/ada.png"});
+    let issued = app.issue_with_claims("weavy", "42", claims).await;
     let claims = payload(&issued.token);
     for claim in ["exp", "iss", "sub", "email", "name", "picture"] {
         assert!(claims.contains_key(claim), "{claim}");

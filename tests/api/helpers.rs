@@ -214,6 +214,26 @@ impl TestApp {
             .into_inner()
     }
 
+    /// Issues with extra `claims` (a JSON object), panicking on an error status.
+    pub async fn issue_with_claims(
+        &self,
+        profile: &str,
+        subject: &str,
+        claims: Value,
+    ) -> IssueResponse {
+        self.client
+            .clone()
+            .issue(IssueRequest {
+                profile: profile.into(),
+                subject: subject.into(),
+                claims: Some(to_struct(claims)),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn verify(&self, profile: &str, token: &str) -> VerifyResponse {
         self.verify_for(profile, token, "").await
     }
@@ -389,6 +409,16 @@ pub fn hs256_raw(header: &str, payload: &str, secret: &[u8]) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
     let sig = ring::hmac::sign(&key, input.as_bytes());
     format!("{input}.{}", b64(sig.as_ref()))
+}
+
+/// Asserts a gRPC error's code and that its message mentions `message_has`.
+pub fn assert_status(status: &tonic::Status, code: tonic::Code, message_has: &str) {
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(
+        status.message().contains(message_has),
+        "{:?} should mention {message_has:?}",
+        status.message()
+    );
 }
 
 /// The current Unix time in seconds.

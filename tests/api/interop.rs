@@ -3,7 +3,6 @@
 
 use jwt_simple::prelude::*;
 use serde_json::json;
-use token_authority::proto::IssueRequest;
 
 use crate::helpers::*;
 
@@ -11,18 +10,10 @@ use crate::helpers::*;
 async fn tokens_we_issue_verify_in_an_independent_jose_library_for_every_algorithm() {
     let app = spawn_app().await;
     for alg in ALGORITHMS {
+        let claims = json!({"email": "alice@example.com", "n": 7});
         let issued = app
-            .client
-            .clone()
-            .issue(IssueRequest {
-                profile: alg.to_lowercase(),
-                subject: "alice".into(),
-                claims: Some(to_struct(json!({"email": "alice@example.com", "n": 7}))),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+            .issue_with_claims(&alg.to_lowercase(), "alice", claims)
+            .await;
         assert_eq!(issued.algorithm, alg);
         let claims = jose_verify(alg, &issued.token).unwrap_or_else(|e| panic!("{alg}: {e}"));
         assert_eq!(claims.subject.as_deref(), Some("alice"), "{alg}");

@@ -44,10 +44,16 @@ async fn issue_signs_a_token_with_header_and_registered_claims() {
 async fn issue_under_an_empty_profile_name_uses_the_default_profile() {
     let app = spawn_app().await;
     let issued = app.issue("", "alice").await;
-    assert_eq!(issued.key_id, "es256-key", "the default profile's signing key");
+    assert_eq!(
+        issued.key_id, "es256-key",
+        "the default profile's signing key"
+    );
     let answer = app.verify("default", &issued.token).await;
     assert!(answer.valid, "{}", answer.detail);
-    assert!(app.verify("", &issued.token).await.valid, "verify with an empty profile name too");
+    assert!(
+        app.verify("", &issued.token).await.valid,
+        "verify with an empty profile name too"
+    );
 }
 
 #[tokio::test]
@@ -99,12 +105,7 @@ async fn issue_refuses_claims_the_service_owns_naming_the_claim() {
         let mut req = request(profile, "alice");
         req.claims = Some(to_struct(json!({ claim: "x" })));
         let status = app.client.clone().issue(req).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{profile}/{claim}");
-        assert!(
-            status.message().contains(&format!("claims.{claim}")),
-            "{}",
-            status.message()
-        );
+        assert_status(&status, Code::InvalidArgument, &format!("claims.{claim}"));
     }
 }
 
@@ -117,12 +118,7 @@ async fn issue_refuses_an_empty_or_oversized_subject() {
         .issue(request("default", ""))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().starts_with("subject"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::InvalidArgument, "subject");
 
     let long = "x".repeat(1025);
     let status = app
@@ -131,12 +127,8 @@ async fn issue_refuses_an_empty_or_oversized_subject() {
         .issue(request("default", &long))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().starts_with("subject") && status.message().contains("1024"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::InvalidArgument, "subject");
+    assert_status(&status, Code::InvalidArgument, "1024");
 }
 
 #[tokio::test]
@@ -148,12 +140,7 @@ async fn issue_under_an_unknown_profile_is_not_found() {
         .issue(request("no-such-profile", "alice"))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::NotFound);
-    assert!(
-        status.message().contains("no-such-profile"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::NotFound, "no-such-profile");
 }
 
 #[tokio::test]
@@ -177,12 +164,8 @@ async fn issue_honours_a_requested_ttl_and_refuses_one_above_max_ttl() {
         nanos: 0,
     });
     let status = app.client.clone().issue(req).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().starts_with("ttl") && status.message().contains("max_ttl"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::InvalidArgument, "ttl");
+    assert_status(&status, Code::InvalidArgument, "max_ttl");
 
     for bad in [
         prost_types::Duration {
@@ -197,8 +180,7 @@ async fn issue_honours_a_requested_ttl_and_refuses_one_above_max_ttl() {
         let mut req = request("default", "alice");
         req.ttl = Some(bad);
         let status = app.client.clone().issue(req).await.unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}");
-        assert!(status.message().starts_with("ttl"), "{}", status.message());
+        assert_status(&status, Code::InvalidArgument, "ttl");
     }
 }
 
@@ -221,12 +203,7 @@ async fn issue_overrides_the_audience_only_where_the_profile_allows_it() {
     let mut req = request("default", "alice");
     req.audience = vec!["billing".into()];
     let status = app.client.clone().issue(req).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().starts_with("audience"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::InvalidArgument, "audience");
 }
 
 #[tokio::test]
@@ -235,12 +212,8 @@ async fn issue_refuses_claims_over_the_size_limit_and_non_finite_numbers() {
     let mut req = request("default", "alice");
     req.claims = Some(to_struct(json!({ "blob": "x".repeat(5000) })));
     let status = app.client.clone().issue(req).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().starts_with("claims") && status.message().contains("4096"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::InvalidArgument, "claims");
+    assert_status(&status, Code::InvalidArgument, "4096");
 
     let mut req = request("default", "alice");
     let mut claims = prost_types::Struct::default();
@@ -252,12 +225,7 @@ async fn issue_refuses_claims_over_the_size_limit_and_non_finite_numbers() {
     );
     req.claims = Some(claims);
     let status = app.client.clone().issue(req).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("claims.score"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::InvalidArgument, "claims.score");
 }
 
 #[tokio::test]
@@ -269,12 +237,7 @@ async fn issue_on_a_verify_only_profile_is_a_failed_precondition() {
         .issue(request("partner", "alice"))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(
-        status.message().contains("verify-only"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::FailedPrecondition, "verify-only");
 }
 
 #[tokio::test]
