@@ -739,3 +739,92 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Object(map))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ring::rand::SystemRandom;
+
+    use super::*;
+    use crate::keys::{HmacSecret, Key};
+    use crate::profile::ProfileSpec;
+
+    fn hs256_profile() -> Profile {
+        let alg = Algorithm::HS256;
+        let secret = HmacSecret::new(alg, b"unit-test-secret-of-32-bytes-ok!".to_vec()).unwrap();
+        let key = Key::from_hmac_secret(KeyId::parse("k").unwrap(), secret, alg).unwrap();
+        let mut spec = ProfileSpec::new("unit", Some(Arc::new(key)));
+        spec.issuer = Some("https://issuer.test".into());
+        Profile::new(spec).unwrap()
+    }
+
+    fn issue_at(profile: &Profile, now: SystemTime) -> Issued {
+        let request = IssueRequest {
+            subject: "alice".into(),
+            ..Default::default()
+        };
+        issue(profile, request, now, &SystemRandom::new()).unwrap()
+    }
+
+    #[test]
+    fn a_token_is_valid_from_iat_until_just_before_exp() {
+        let profile = hs256_profile();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let issued = issue_at(&profile, t0);
+        assert!(verify(&profile, &issued.token, None, t0).is_ok());
+        let last = t0 + Duration::from_millis(299_999);
+        assert!(verify(&profile, &issued.token, None, last).is_ok());
+        let at_exp = t0 + Duration::from_secs(300);
+        assert_eq!(
+            verify(&profile, &issued.token, None, at_exp)
+                .unwrap_err()
+                .failure,
+            Failure::Expired
+        );
+        // Issued "in the future" relative to a verifier whose clock is behind.
+        let behind = t0 - Duration::from_secs(1);
+        assert_eq!(
+            verify(&profile, &issued.token, None, behind)
+                .unwrap_err()
+                .failure,
+            Failure::NotYetValid
+        );
+    }
+
+    /// Mutates a valid token many ways; verify must never panic and never accept a changed token.
+    #[test]
+    fn mangled_tokens_are_refused_and_never_panic() {
+        let profile = hs256_profile();
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let token = issue_at(&profile, now).token;
+        let bytes = token.as_bytes();
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"ABCxyz019-_.=+/ {}\"\\\x00\xff";
+        for _ in 0..5000 {
+            let mut m = bytes.to_vec();
+            for _ in 0..=(next() % 3) {
+                let i = (next() as usize) % m.len().max(1);
+                match next() % 4 {
+                    0 if !m.is_empty() => m[i] = alphabet[(next() as usize) % alphabet.len()],
+                    1 if !m.is_empty() => {
+                        m.remove(i);
+                    }
+                    2 => m.insert(i.min(m.len()), alphabet[(next() as usize) % alphabet.len()]),
+                    _ => m.truncate(i),
+                }
+            }
+            let text = String::from_utf8_lossy(&m);
+            let result = verify(&profile, &text, None, now);
+            if text != token {
+                assert!(result.is_err(), "a changed token was accepted: {text}");
+            }
+        }
+    }
+}
