@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,6 +173,7 @@ impl Config {
             let _ = profiles.insert(profile);
         }
         for key in store.sorted() {
+            // Profile::new puts the signing key among the verify keys, so this sees both.
             let used = profiles
                 .sorted()
                 .iter()
@@ -288,9 +289,10 @@ fn load_key(raw: &RawKey, data_dir: &Path) -> anyhow::Result<Key> {
             .with_context(|| format!("private_key_file {}", path.display()));
     }
     if let Some(var) = &raw.private_key_env {
-        let pem = std::env::var(var)
-            .map_err(|_| anyhow!("private_key_env: environment variable {var} is not set"))?;
-        return Key::from_private_pem(id, algorithm, pem.as_bytes())
+        let pem = std::env::var_os(var)
+            .ok_or_else(|| anyhow!("private_key_env: environment variable {var} is not set"))?
+            .into_encoded_bytes();
+        return Key::from_private_pem(id, algorithm, &pem)
             .with_context(|| format!("private_key_env {var}"));
     }
     let path = resolve(
@@ -308,10 +310,11 @@ fn decode_base64(text: &[u8]) -> anyhow::Result<Vec<u8>> {
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, lenient);
     let url_safe = GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient);
+    // The decoder's error names the offending byte, which is part of the secret: say less.
     standard
         .decode(text)
         .or_else(|_| url_safe.decode(text))
-        .map_err(|e| anyhow!("{e}"))
+        .map_err(|_| anyhow!("not valid base64 (standard or URL-safe alphabet)"))
 }
 
 fn resolve(data_dir: &Path, path: &Path) -> PathBuf {
@@ -356,9 +359,12 @@ fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !dir.exists() {
-        fs::create_dir_all(dir)
+        // Every directory created here, not only the last, is private to this user.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .with_context(|| format!("cannot create directory {}", dir.display()))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     let name = path
         .file_name()
@@ -426,10 +432,19 @@ fn build_profile(name: &str, raw: RawProfile, store: &KeyStore) -> anyhow::Resul
     }
     let claims = match raw.claims {
         None => serde_json::Map::new(),
-        Some(table) => match serde_json::to_value(table).context("claims")? {
-            serde_json::Value::Object(map) => map,
-            _ => bail!("claims must be a table"),
-        },
+        Some(table) => {
+            for (name, value) in &table {
+                if contains_datetime(value) {
+                    bail!(
+                        "claims.{name}: TOML dates have no JSON form; write the time as a number of seconds or a string"
+                    );
+                }
+            }
+            match serde_json::to_value(table).context("claims")? {
+                serde_json::Value::Object(map) => map,
+                _ => bail!("claims must be a table"),
+            }
+        }
     };
     let spec = ProfileSpec {
         name: name.to_owned(),
@@ -450,4 +465,13 @@ fn build_profile(name: &str, raw: RawProfile, store: &KeyStore) -> anyhow::Resul
         max_token_bytes: raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
     };
     Ok(Profile::new(spec)?)
+}
+
+fn contains_datetime(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::Datetime(_) => true,
+        toml::Value::Array(items) => items.iter().any(contains_datetime),
+        toml::Value::Table(table) => table.values().any(contains_datetime),
+        _ => false,
+    }
 }

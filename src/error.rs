@@ -36,7 +36,9 @@ impl From<IssueError> for ApiError {
             | IssueError::TtlTooLong { .. }
             | IssueError::TtlTooShort
             | IssueError::AudienceOverrideNotAllowed { .. }
-            | IssueError::EmptyAudience => ApiError::InvalidArgument(e.to_string()),
+            | IssueError::EmptyAudience
+            | IssueError::MissingRequiredClaim(_)
+            | IssueError::TokenTooLarge { .. } => ApiError::InvalidArgument(e.to_string()),
         }
     }
 }

@@ -367,7 +367,7 @@ impl Key {
                     .ecdsa_signing()
                     .ok_or(KeyError::UnknownAlgorithm(algorithm.to_string()))?;
                 let pair = EcdsaKeyPair::from_pkcs8(alg, der, &rng)
-                    .map_err(|e| wrong(curve_name(algorithm), e.to_string()))?;
+                    .map_err(|e| wrong(curve_name(algorithm), ring_reason(e)))?;
                 let public = pair.public_key().as_ref().to_vec();
                 (Signer::Ecdsa(pair), public)
             }
@@ -389,13 +389,13 @@ impl Key {
                     public,
                     &rng,
                 )
-                .map_err(|e| wrong(curve_name(algorithm), e.to_string()))?;
+                .map_err(|e| wrong(curve_name(algorithm), ring_reason(e)))?;
                 let public = pair.public_key().as_ref().to_vec();
                 (Signer::Ecdsa(pair), public)
             }
             ("PRIVATE KEY", KeyFamily::Ed25519) => {
                 let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
-                    .map_err(|e| wrong("an Ed25519 key", e.to_string()))?;
+                    .map_err(|e| wrong("an Ed25519 key", ring_reason(e)))?;
                 let public = pair.public_key().as_ref().to_vec();
                 (Signer::Ed25519(pair), public)
             }
@@ -645,15 +645,32 @@ fn curve_name(alg: Algorithm) -> &'static str {
 }
 
 fn rsa_rejected(alg: Algorithm, e: ring::error::KeyRejected) -> KeyError {
+    // ring names its reasons only through this text; an unknown one still reads sensibly below.
     if e.to_string() == "TooSmall" {
         KeyError::RsaTooSmall("under 2048 bits".into())
     } else {
         KeyError::WrongKeyType {
             alg,
             expected: "an RSA key",
-            reason: e.to_string(),
+            reason: ring_reason(e),
         }
     }
+}
+
+/// ring's terse reason for refusing a key, as a sentence an operator can act on.
+fn ring_reason(e: ring::error::KeyRejected) -> String {
+    let text = e.to_string();
+    let sentence = match text.as_str() {
+        "WrongAlgorithm" => "the file holds a key of another type or curve",
+        "InvalidEncoding" => "the key's DER encoding is not what this key type needs",
+        "VersionNotSupported" => "the PKCS#8 version is not supported",
+        "PublicKeyIsMissing" => "the private key does not carry its public key",
+        "InconsistentComponents" => "the key's parts do not belong together",
+        "InvalidComponent" => "a part of the key is out of range",
+        "TooLarge" => "the key is larger than supported (RSA up to 8192 bits)",
+        _ => return format!("ring refused the key ({text})"),
+    };
+    format!("{sentence} (ring: {text})")
 }
 
 /// Refuses RSA moduli under 2048 bits, reading the PKCS#1 `RSAPublicKey` DER.

@@ -6,7 +6,8 @@
 //! - [`profile`]: a named token shape — signing key, verify keys, issuer, audience, lifetimes.
 //! - [`token`]: issue and verify as pure functions of (profile, input, time).
 //! - [`login_url`]: the login URL template and the `next` rule; issues login links.
-//! - [`config`]: the TOML file → a checked [`config::Config`]; the only code that touches files.
+//! - [`config`]: the TOML file → a checked [`config::Config`]; the only code that reads key
+//!   files, secrets from the environment, or writes generated keys.
 //! - [`error`]: domain errors → `tonic::Status`, in one place.
 //! - [`service`]: the gRPC service, proto ↔ domain and nothing else.
 //! - [`startup`]: the tonic server with health, reflection and graceful shutdown.

@@ -67,7 +67,8 @@ pub enum NextError {
 }
 
 impl LoginUrl {
-    /// Parses a template with `{token}` once and `{next}` at most anywhere, and an origin list.
+    /// Parses a template with `{token}` exactly once and `{next}` any number of times, and the
+    /// origins an absolute `next` may point to.
     pub fn parse(
         template: &str,
         allowed_next_origins: &[String],

@@ -61,6 +61,14 @@ pub enum ProfileError {
     SigningKeyCannotSign { key: String },
     #[error("the profile has neither a signing_key nor verify_keys")]
     NoKeys,
+    #[error(
+        "verify_keys must include the signing_key {0:?}, or the profile would refuse its own tokens"
+    )]
+    SigningKeyNotVerified(String),
+    #[error(
+        "required_claims names {0:?}, which the profile's tokens never carry (no issuer or audience is configured)"
+    )]
+    RequiredClaimNeverSet(String),
     #[error("{field} must be at least 1s")]
     TooShort { field: &'static str },
     #[error("{field} is {value}, above max_ttl {max}")]
@@ -129,11 +137,13 @@ impl Profile {
             });
         }
         let mut verify_keys = spec.verify_keys;
-        if verify_keys.is_empty() {
-            match &spec.signing_key {
-                Some(key) => verify_keys.push(key.clone()),
-                None => return Err(ProfileError::NoKeys),
+        match &spec.signing_key {
+            Some(key) if verify_keys.is_empty() => verify_keys.push(key.clone()),
+            Some(key) if !verify_keys.iter().any(|k| Arc::ptr_eq(k, key)) => {
+                return Err(ProfileError::SigningKeyNotVerified(key.id().to_string()));
             }
+            None if verify_keys.is_empty() => return Err(ProfileError::NoKeys),
+            _ => {}
         }
 
         let ttl = spec.ttl.unwrap_or(Duration::from_secs(300));
@@ -184,6 +194,14 @@ impl Profile {
             return Err(ProfileError::Empty {
                 field: "required_claims",
             });
+        }
+        for claim in &spec.required_claims {
+            let never = (claim == "iss" && spec.issuer.is_none())
+                || (claim == "aud" && spec.audience.is_empty() && !spec.allow_audience_override)
+                || claim == "nbf";
+            if never && spec.signing_key.is_some() {
+                return Err(ProfileError::RequiredClaimNeverSet(claim.clone()));
+            }
         }
         if let Some(typ) = &spec.typ {
             let ok =

@@ -1,4 +1,5 @@
-//! The gRPC service: proto → domain → proto, nothing else. No JOSE or crypto code lives here.
+//! The gRPC service: proto → domain → proto, nothing else. No JOSE or signing code lives here;
+//! it only owns the random source the core draws token ids from.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,12 +36,20 @@ impl TokenAuthorityService {
     }
 
     fn profile(&self, name: &str) -> Result<&Arc<Profile>, ApiError> {
+        // Profile names are at most 64 characters; a longer one is cut in logs and answers alike.
+        let shown: String = name.chars().take(64).collect();
         let span = Span::current();
-        span.record("profile", if name.is_empty() { "default" } else { name });
-        self.profiles.get(name).ok_or_else(|| {
-            let shown: String = name.chars().take(64).collect();
-            ApiError::UnknownProfile(shown)
-        })
+        span.record(
+            "profile",
+            if name.is_empty() {
+                "default"
+            } else {
+                shown.as_str()
+            },
+        );
+        self.profiles
+            .get(name)
+            .ok_or(ApiError::UnknownProfile(shown))
     }
 
     fn issue_inner(&self, req: proto::IssueRequest) -> Result<proto::IssueResponse, ApiError> {

@@ -65,6 +65,10 @@ pub enum IssueError {
     AudienceOverrideNotAllowed { profile: String },
     #[error("audience: entries must not be empty")]
     EmptyAudience,
+    #[error("claims.{0}: the profile requires this claim")]
+    MissingRequiredClaim(String),
+    #[error("claims: the token would be {len} bytes, above the profile's max_token_bytes of {max}")]
+    TokenTooLarge { len: usize, max: usize },
     #[error(transparent)]
     Sign(#[from] SignError),
     #[error("the system clock is before 1970")]
@@ -181,6 +185,14 @@ pub fn issue(
     claims.insert("iat".into(), Value::Number(issued_at.into()));
     claims.insert("exp".into(), Value::Number(expires_at.into()));
     claims.insert("jti".into(), Value::String(token_id.clone()));
+    // A token its own profile would refuse is never handed out.
+    if let Some(missing) = profile
+        .required_claims
+        .iter()
+        .find(|c| !claims.contains_key(c.as_str()))
+    {
+        return Err(IssueError::MissingRequiredClaim(clip(missing)));
+    }
     let payload = serde_json::to_vec(&claims).map_err(|_| SignError {
         key_id: key.id().clone(),
     })?;
@@ -192,6 +204,12 @@ pub fn issue(
     let signature = key.sign(rng, token.as_bytes())?;
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+    if token.len() > profile.max_token_bytes {
+        return Err(IssueError::TokenTooLarge {
+            len: token.len(),
+            max: profile.max_token_bytes,
+        });
+    }
 
     Ok(Issued {
         token,
@@ -334,6 +352,18 @@ pub fn verify(
             );
         }
     }
+    if alg.eq_ignore_ascii_case("none") {
+        return refuse(
+            AlgorithmNotAllowed,
+            "unsigned tokens (alg \"none\") are never accepted",
+        );
+    }
+    let Some(algorithm) = Algorithm::from_name(alg) else {
+        return refuse(
+            AlgorithmNotAllowed,
+            format!("algorithm {:?} is not supported", clip(alg)),
+        );
+    };
     if let Some(want) = &profile.typ {
         let typ = match header.get("typ") {
             Some(Value::String(typ)) => typ.as_str(),
@@ -355,18 +385,6 @@ pub fn verify(
             );
         }
     }
-    if alg.eq_ignore_ascii_case("none") {
-        return refuse(
-            AlgorithmNotAllowed,
-            "unsigned tokens (alg \"none\") are never accepted",
-        );
-    }
-    let Some(algorithm) = Algorithm::from_name(alg) else {
-        return refuse(
-            AlgorithmNotAllowed,
-            format!("algorithm {:?} is not supported", clip(alg)),
-        );
-    };
     let key = find_key(profile, &header)?;
     if key.algorithm() != algorithm {
         return refuse(
@@ -463,7 +481,7 @@ pub fn verify(
                 MissingClaim,
                 format!(
                     "the token has no \"aud\"; expected {}",
-                    expected.join(" or ")
+                    clip(&expected.join(" or "))
                 ),
             );
         }
@@ -483,7 +501,7 @@ pub fn verify(
                     format!(
                         "the token is meant for {}; expected {}",
                         clip(&token_aud.join(", ")),
-                        expected.join(" or ")
+                        clip(&expected.join(" or "))
                     ),
                 );
             }
@@ -659,7 +677,7 @@ fn audience_claim(claims: &Map<String, Value>) -> Result<Option<Vec<&str>>, Refu
 }
 
 fn ago(seconds: f64) -> String {
-    let whole = Duration::from_secs(seconds.max(0.0).ceil().min(u32::MAX as f64) as u64);
+    let whole = Duration::from_secs(seconds.max(0.0).floor().min(u32::MAX as f64) as u64);
     humantime::format_duration(whole).to_string()
 }
 

@@ -187,6 +187,28 @@ fn unknown_fields_and_inconsistent_profiles_are_refused() {
         ),
         (k.clone(), vec!["no [profiles.NAME]"]),
         (
+            k.clone()
+                + &key(
+                    "other",
+                    "ES256",
+                    &source.replace("ec-p256.pem", "ec-p256.sec1.pem"),
+                )
+                + "[profiles.default]\nsigning_key = \"k\"\nverify_keys = [\"other\"]\n",
+            vec![
+                "profile \"default\"",
+                "verify_keys must include the signing_key \"k\"",
+            ],
+        ),
+        (
+            k.clone()
+                + "[profiles.default]\nsigning_key = \"k\"\nclaims = { since = 1979-05-27T07:32:00Z }\n",
+            vec!["claims.since", "TOML dates"],
+        ),
+        (
+            k.clone() + "[profiles.default]\nsigning_key = \"k\"\nrequired_claims = [\"iss\"]\n",
+            vec!["required_claims", "\"iss\"", "never carry"],
+        ),
+        (
             key("k", "none", &source) + &profile_using("k"),
             vec!["unknown algorithm", "\"none\""],
         ),
@@ -305,11 +327,32 @@ async fn the_weavy_example_issues_short_tokens_with_the_claims_weavy_requires() 
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
         10
     );
-    // Weavy refuses a token without email; so does the profile.
-    let no_email = app.issue("weavy", "42").await.token;
-    let answer = app.verify("weavy", &no_email).await;
-    assert_eq!(answer.failure(), VerifyFailure::MissingClaim);
     assert!(app.verify("weavy", &issued.token).await.valid);
+    // Weavy refuses a token without email, so the profile neither issues nor accepts one.
+    let status = app
+        .client
+        .clone()
+        .issue(token_authority::proto::IssueRequest {
+            profile: "weavy".into(),
+            subject: "42".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_status(&status, tonic::Code::InvalidArgument, "claims.email");
+    let no_email = hs256_raw(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &json!({"iss": "weavy-client-id", "sub": "42", "exp": now() + 10}).to_string(),
+        SEATABLE_SECRET.as_bytes(),
+    );
+    let answer = app.verify("weavy", &no_email).await;
+    assert_eq!(
+        answer.failure(),
+        VerifyFailure::MissingClaim,
+        "{}",
+        answer.detail
+    );
+    assert!(answer.detail.contains("email"), "{}", answer.detail);
 }
 
 #[tokio::test]

@@ -107,6 +107,10 @@ required_claims = ["exp", "user_id"]
 login_url = "https://cloud.seatable.io/sso-auto-login/?token={{token}}&next={{next}}"
 allowed_next_origins = ["https://cloud.seatable.io"]
 
+[profiles.tiny]
+signing_key = "hs256-key"
+max_token_bytes = 256
+
 [profiles.access]
 signing_key = "hs256-key"
 subject_claim = "user_id"
@@ -388,12 +392,20 @@ pub fn jose_sign(alg: &str, claims: JoseClaims, kid: Option<&str>) -> String {
 }
 
 /// Claims with a subject and `extra`, valid for `secs` from now.
+///
+/// The test server's clock stands still at its start while real time (which jwt-simple reads)
+/// runs on, so iat and nbf are set a minute back to stay in the server's past.
 pub fn claims_for(subject: &str, extra: Value, secs: u64) -> JoseClaims {
     let extra = match extra {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    Claims::with_custom_claims(extra, Duration::from_secs(secs)).with_subject(subject)
+    let mut claims =
+        Claims::with_custom_claims(extra, Duration::from_secs(secs)).with_subject(subject);
+    let a_minute_ago = Duration::from_secs(now() - 60);
+    claims.issued_at = Some(a_minute_ago);
+    claims.invalid_before = Some(a_minute_ago);
+    claims
 }
 
 // ---- hand-made tokens, for what no JOSE library will produce ------------------------------

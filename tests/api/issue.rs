@@ -229,6 +229,19 @@ async fn issue_refuses_claims_over_the_size_limit_and_non_finite_numbers() {
 }
 
 #[tokio::test]
+async fn issue_never_hands_out_a_token_its_own_profile_would_refuse_as_too_long() {
+    let app = spawn_app().await;
+    let small = app.issue("tiny", "alice").await;
+    assert!(small.token.len() <= 256);
+    assert!(app.verify("tiny", &small.token).await.valid);
+
+    let mut req = request("tiny", "alice");
+    req.claims = Some(to_struct(json!({ "note": "x".repeat(120) })));
+    let status = app.client.clone().issue(req).await.unwrap_err();
+    assert_status(&status, Code::InvalidArgument, "max_token_bytes of 256");
+}
+
+#[tokio::test]
 async fn issue_on_a_verify_only_profile_is_a_failed_precondition() {
     let app = spawn_app().await;
     let status = app

@@ -357,10 +357,20 @@ async fn verify_refuses_a_token_missing_a_required_claim() {
         VerifyFailure::WrongType,
         "at+jwt",
     );
-    let without_email = app
-        .issue_with_claims("strict", "alice", json!({"name": "Alice"}))
-        .await
-        .token;
+    // Issue refuses to make such a token, so an outside signer makes it.
+    use jwt_simple::prelude::*;
+    let options = HeaderOptions {
+        signature_type: Some("at+jwt".into()),
+        ..Default::default()
+    };
+    let claims = claims_for("alice", json!({"name": "Alice"}), 60)
+        .with_issuer("https://auth.test")
+        .with_audience("billing");
+    let without_email = ES256KeyPair::from_pem(&fixture_text("ec-p256.pem"))
+        .unwrap()
+        .with_key_id("es256-key")
+        .sign_with_options(claims, &options)
+        .unwrap();
     assert_refused(
         &app.verify_for("strict", &without_email, "billing").await,
         VerifyFailure::MissingClaim,
