@@ -660,7 +660,7 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, 
 }
 
 fn audience_claim(claims: &Map<String, Value>) -> Result<Option<Vec<&str>>, Refusal> {
-    let bad = Refusal {
+    let bad = || Refusal {
         failure: Failure::Malformed,
         detail: "the \"aud\" claim is neither a string nor a list of strings".into(),
     };
@@ -669,10 +669,10 @@ fn audience_claim(claims: &Map<String, Value>) -> Result<Option<Vec<&str>>, Refu
         Some(Value::String(s)) => Ok(Some(vec![s.as_str()])),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().ok_or_else(|| bad.clone()))
+            .map(|v| v.as_str().ok_or_else(bad))
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
-        Some(_) => Err(bad),
+        Some(_) => Err(bad()),
     }
 }
 
@@ -746,13 +746,17 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
             let Strict(value) = access.next_value()?;
-            if map.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate member {:?}",
-                    clip(&key)
-                )));
+            match map.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate member {:?}",
+                        clip(slot.key())
+                    )));
+                }
             }
-            map.insert(key, value);
         }
         Ok(Value::Object(map))
     }
