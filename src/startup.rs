@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
@@ -93,12 +94,22 @@ pub async fn serve(
         tracing::info!("shutting down: health is NOT_SERVING, draining in-flight calls");
         let _ = draining_tx.send(());
     };
+    // Small gRPC answers must not wait for Nagle's algorithm (measured: 44 ms per Issue call
+    // under load without this). Server::tcp_nodelay only covers listeners tonic binds itself.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+        conn
+    });
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(token_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming, signal);
 
     let drain_timeout = config.drain_timeout;
     tokio::select! {
