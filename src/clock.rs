@@ -34,12 +34,6 @@ impl ManualClock {
         let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
         *now += by;
     }
-
-    /// Moves the clock back by `by`.
-    pub fn rewind(&self, by: Duration) {
-        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *now -= by;
-    }
 }
 
 impl Clock for ManualClock {

@@ -171,7 +171,13 @@ struct Running {
 
 /// Starts `token-authority serve ARGS…` and waits for its "listening" line.
 fn start(args: &[&str]) -> Running {
+    start_with(&[], args)
+}
+
+/// Starts `token-authority GLOBAL… serve ARGS…` and waits for its "listening" line.
+fn start_with(global: &[&str], args: &[&str]) -> Running {
     let mut child = Command::new(BIN)
+        .args(global)
         .arg("serve")
         .args(args)
         .env("RUST_LOG", "info")
@@ -191,6 +197,9 @@ fn start(args: &[&str]) -> Running {
             .recv_timeout(Duration::from_secs(60))
             .expect("the server logs a listening line");
         if line.contains("listening") {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
+                break json["addr"].as_str().unwrap().to_owned();
+            }
             let addr = line
                 .split("addr=")
                 .nth(1)
@@ -204,17 +213,18 @@ fn start(args: &[&str]) -> Running {
     Running { child, addr, lines }
 }
 
-fn terminate(mut running: Running) -> (std::process::ExitStatus, Vec<String>) {
-    let pid = running.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+fn terminate(running: Running) -> (std::process::ExitStatus, Vec<String>) {
+    signal(running, libc::SIGTERM)
+}
+
+/// Sends `signal`, waits for the exit, and returns every line logged after "listening".
+fn signal(mut running: Running, signal: libc::c_int) -> (std::process::ExitStatus, Vec<String>) {
+    let pid = libc::pid_t::try_from(running.child.id()).unwrap();
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     let status = running.child.wait().unwrap();
-    let rest: Vec<String> = running.lines.try_iter().collect();
+    // The reader thread ends at end of output, which closes the channel: every line is read.
+    let rest: Vec<String> = running.lines.iter().collect();
     (status, rest)
 }
 
@@ -378,4 +388,44 @@ fn a_bad_config_file_stops_start_up_naming_the_file_the_key_and_the_reason() {
         stderr.contains("9 bytes") && stderr.contains("32"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_one_object_per_line_and_sigint_stops_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let running = start_with(
+        &["--log-format", "json"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+    );
+    let issued = client(&running.addr)
+        .await
+        .issue(token_authority::proto::IssueRequest {
+            profile: "eddsa".into(),
+            subject: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (status, lines) = signal(running, libc::SIGINT);
+    assert_eq!(status.code(), Some(0), "SIGINT exits 0 too");
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let call = events
+        .iter()
+        .find(|e| e["message"] == "call finished")
+        .expect("the Issue call is logged");
+    assert_eq!(call["span"]["rpc"], "Issue");
+    assert_eq!(call["span"]["profile"], "eddsa");
+    assert_eq!(call["span"]["alg"], "EdDSA");
+    assert_eq!(call["span"]["jti"], issued.token_id.as_str());
+    assert!(call["latency_us"].is_u64());
+    assert!(events.iter().any(|e| e["message"] == "stopped"));
 }
