@@ -104,7 +104,13 @@ async fn serve(
         Some(path) => ConfigSource::File(path),
         None => ConfigSource::Embedded,
     };
+    let started = std::time::Instant::now();
     let config = Config::load(source, &data_dir)?;
+    tracing::info!(
+        config = %config.origin,
+        load_ms = started.elapsed().as_millis() as u64,
+        "configuration loaded: keys parsed, profiles checked"
+    );
     let addr = listen.unwrap_or(config.listen);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -6,7 +6,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -29,7 +28,6 @@ pub async fn serve(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let started = Instant::now();
     let addr = listener.local_addr().context("reading the bound address")?;
     let profiles = Arc::new(config.profiles);
 
@@ -76,7 +74,6 @@ pub async fn serve(
         %addr,
         config = %config.origin,
         profiles = profiles.len(),
-        startup_ms = started.elapsed().as_millis() as u64,
         "listening"
     );
 
