@@ -186,11 +186,7 @@ pub fn issue(
     claims.insert("exp".into(), Value::Number(expires_at.into()));
     claims.insert("jti".into(), Value::String(token_id.clone()));
     // A token its own profile would refuse is never handed out.
-    if let Some(missing) = profile
-        .required_claims
-        .iter()
-        .find(|c| !claims.contains_key(c.as_str()))
-    {
+    if let Some(missing) = missing_required_claim(profile, &claims) {
         return Err(IssueError::MissingRequiredClaim(clip(missing)));
     }
     let payload = serde_json::to_vec(&claims).map_err(|_| SignError {
@@ -527,11 +523,7 @@ pub fn verify(
             );
         }
     };
-    if let Some(missing) = profile
-        .required_claims
-        .iter()
-        .find(|c| !claims.contains_key(c.as_str()))
-    {
+    if let Some(missing) = missing_required_claim(profile, &claims) {
         return refuse(
             MissingClaim,
             format!("the token has no {missing:?} claim, which this profile requires"),
@@ -571,6 +563,18 @@ pub fn verify(
         subject,
         token_id,
     })
+}
+
+/// The first of the profile's `required_claims` that `claims` lacks; Issue and Verify share it.
+fn missing_required_claim<'p>(
+    profile: &'p Profile,
+    claims: &Map<String, Value>,
+) -> Option<&'p str> {
+    profile
+        .required_claims
+        .iter()
+        .map(String::as_str)
+        .find(|c| !claims.contains_key(*c))
 }
 
 fn find_key<'p>(profile: &'p Profile, header: &Map<String, Value>) -> Result<&'p Key, Refusal> {
