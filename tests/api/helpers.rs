@@ -218,6 +218,11 @@ impl TestApp {
             .into_inner()
     }
 
+    /// Sends an Issue request that must fail, and returns its error status.
+    pub async fn issue_status(&self, request: IssueRequest) -> tonic::Status {
+        self.client.clone().issue(request).await.unwrap_err()
+    }
+
     /// Issues with extra `claims` (a JSON object), panicking on an error status.
     pub async fn issue_with_claims(
         &self,

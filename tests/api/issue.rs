@@ -92,7 +92,7 @@ async fn issue_refuses_claims_the_service_owns_naming_the_claim() {
     for claim in ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"] {
         let mut req = request("default", "alice");
         req.claims = Some(to_struct(json!({ claim: "x" })));
-        let status = app.client.clone().issue(req).await.unwrap_err();
+        let status = app.issue_status(req).await;
         assert_eq!(status.code(), Code::InvalidArgument, "{claim}");
         assert!(
             status.message().contains(&format!("claims.{claim}")),
@@ -104,7 +104,7 @@ async fn issue_refuses_claims_the_service_owns_naming_the_claim() {
     for (profile, claim) in [("seatable", "user_id"), ("access", "token_type")] {
         let mut req = request(profile, "alice");
         req.claims = Some(to_struct(json!({ claim: "x" })));
-        let status = app.client.clone().issue(req).await.unwrap_err();
+        let status = app.issue_status(req).await;
         assert_status(&status, Code::InvalidArgument, &format!("claims.{claim}"));
     }
 }
@@ -112,21 +112,11 @@ async fn issue_refuses_claims_the_service_owns_naming_the_claim() {
 #[tokio::test]
 async fn issue_refuses_an_empty_or_oversized_subject() {
     let app = spawn_app().await;
-    let status = app
-        .client
-        .clone()
-        .issue(request("default", ""))
-        .await
-        .unwrap_err();
+    let status = app.issue_status(request("default", "")).await;
     assert_status(&status, Code::InvalidArgument, "subject");
 
     let long = "x".repeat(1025);
-    let status = app
-        .client
-        .clone()
-        .issue(request("default", &long))
-        .await
-        .unwrap_err();
+    let status = app.issue_status(request("default", &long)).await;
     assert_status(&status, Code::InvalidArgument, "subject");
     assert_status(&status, Code::InvalidArgument, "1024");
 }
@@ -134,12 +124,7 @@ async fn issue_refuses_an_empty_or_oversized_subject() {
 #[tokio::test]
 async fn issue_under_an_unknown_profile_is_not_found() {
     let app = spawn_app().await;
-    let status = app
-        .client
-        .clone()
-        .issue(request("no-such-profile", "alice"))
-        .await
-        .unwrap_err();
+    let status = app.issue_status(request("no-such-profile", "alice")).await;
     assert_status(&status, Code::NotFound, "no-such-profile");
 }
 
@@ -163,7 +148,7 @@ async fn issue_honours_a_requested_ttl_and_refuses_one_above_max_ttl() {
         seconds: 3601,
         nanos: 0,
     });
-    let status = app.client.clone().issue(req).await.unwrap_err();
+    let status = app.issue_status(req).await;
     assert_status(&status, Code::InvalidArgument, "ttl");
     assert_status(&status, Code::InvalidArgument, "max_ttl");
 
@@ -179,7 +164,7 @@ async fn issue_honours_a_requested_ttl_and_refuses_one_above_max_ttl() {
     ] {
         let mut req = request("default", "alice");
         req.ttl = Some(bad);
-        let status = app.client.clone().issue(req).await.unwrap_err();
+        let status = app.issue_status(req).await;
         assert_status(&status, Code::InvalidArgument, "ttl");
     }
 }
@@ -202,7 +187,7 @@ async fn issue_overrides_the_audience_only_where_the_profile_allows_it() {
 
     let mut req = request("default", "alice");
     req.audience = vec!["billing".into()];
-    let status = app.client.clone().issue(req).await.unwrap_err();
+    let status = app.issue_status(req).await;
     assert_status(&status, Code::InvalidArgument, "audience");
 }
 
@@ -211,7 +196,7 @@ async fn issue_refuses_claims_over_the_size_limit_and_non_finite_numbers() {
     let app = spawn_app().await;
     let mut req = request("default", "alice");
     req.claims = Some(to_struct(json!({ "blob": "x".repeat(5000) })));
-    let status = app.client.clone().issue(req).await.unwrap_err();
+    let status = app.issue_status(req).await;
     assert_status(&status, Code::InvalidArgument, "claims");
     assert_status(&status, Code::InvalidArgument, "4096");
 
@@ -224,7 +209,7 @@ async fn issue_refuses_claims_over_the_size_limit_and_non_finite_numbers() {
         },
     );
     req.claims = Some(claims);
-    let status = app.client.clone().issue(req).await.unwrap_err();
+    let status = app.issue_status(req).await;
     assert_status(&status, Code::InvalidArgument, "claims.score");
 }
 
@@ -237,19 +222,14 @@ async fn issue_never_hands_out_a_token_its_own_profile_would_refuse_as_too_long(
 
     let mut req = request("tiny", "alice");
     req.claims = Some(to_struct(json!({ "note": "x".repeat(120) })));
-    let status = app.client.clone().issue(req).await.unwrap_err();
+    let status = app.issue_status(req).await;
     assert_status(&status, Code::InvalidArgument, "max_token_bytes of 256");
 }
 
 #[tokio::test]
 async fn issue_on_a_verify_only_profile_is_a_failed_precondition() {
     let app = spawn_app().await;
-    let status = app
-        .client
-        .clone()
-        .issue(request("partner", "alice"))
-        .await
-        .unwrap_err();
+    let status = app.issue_status(request("partner", "alice")).await;
     assert_status(&status, Code::FailedPrecondition, "verify-only");
 }
 
@@ -272,11 +252,8 @@ async fn issue_gives_every_token_its_own_128_bit_token_id() {
 async fn requests_over_the_size_limit_are_refused_before_any_work() {
     let app = spawn_app().await;
     let status = app
-        .client
-        .clone()
-        .issue(request("default", &"x".repeat(70 * 1024)))
-        .await
-        .unwrap_err();
+        .issue_status(request("default", &"x".repeat(70 * 1024)))
+        .await;
     assert!(
         matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
         "{:?}: {}",
