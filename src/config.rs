@@ -20,7 +20,8 @@ use serde::Deserialize;
 
 use crate::keys::{self, Algorithm, HmacSecret, Key, KeyFamily, KeyId, KeyStore};
 use crate::login_url::LoginUrl;
-use crate::profile::{DEFAULT_MAX_TOKEN_BYTES, Profile, ProfileSpec, Profiles};
+use crate::profile::{DEFAULT_MAX_TOKEN_BYTES, Profile, ProfileSpec, Schedule, SigningKey};
+use crate::rotation::{KeyTimes, RotationSpec};
 
 /// The configuration `serve` runs on when no `--config` is given; `examples/default.toml`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/default.toml");
@@ -30,6 +31,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 
 /// The largest request message the service decodes, unless configured.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// How long relying parties may cache the JWKS (its `Cache-Control: max-age`), unless configured.
+pub const DEFAULT_JWKS_CACHE: Duration = Duration::from_secs(300);
+
+/// A managed profile keeps at most this many keys published ahead of the active one.
+const MAX_KEYS_AHEAD: u64 = 16;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +53,10 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    http_listen: Option<String>,
+    jwks_cache: Option<String>,
+    #[serde(default)]
+    admin: bool,
     max_request_bytes: Option<usize>,
     drain_timeout: Option<String>,
 }
@@ -63,12 +74,24 @@ struct RawKey {
     public_key_file: Option<PathBuf>,
     #[serde(default)]
     generate: bool,
+    not_before: Option<toml::Value>,
+    not_after: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRotation {
+    algorithm: String,
+    rotate_every: String,
+    publish_ahead: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProfile {
     signing_key: Option<String>,
+    signing_keys: Option<Vec<String>>,
+    rotation: Option<RawRotation>,
     verify_keys: Option<Vec<String>>,
     issuer: Option<String>,
     #[serde(default)]
@@ -95,12 +118,56 @@ struct RawProfile {
 pub struct Config {
     /// Where the configuration came from, for logs ("examples/default.toml (embedded)" or a path).
     pub origin: String,
+    /// What to read again on reload.
+    pub source: Source,
+    /// Where generated and managed keys live; relative key paths resolve against it.
+    pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// The JWKS / OpenID discovery listener; `None` when disabled.
+    pub http_listen: Option<SocketAddr>,
+    /// `Cache-Control: max-age` of the JWKS documents, and part of the default publish_ahead.
+    pub jwks_cache: Duration,
+    /// Whether the `tokenauthority.v1.KeyAdmin` service is served.
+    pub admin: bool,
     pub max_request_bytes: usize,
     /// How long a shutdown waits for in-flight calls before closing them.
     pub drain_timeout: Duration,
     pub keys: KeyStore,
-    pub profiles: Profiles,
+    /// Profiles by name order; managed ones get their signing keys from the key manager.
+    pub profiles: Vec<ProfileTemplate>,
+}
+
+/// A checked profile before its managed keys are added.
+#[derive(Clone, Debug)]
+pub struct ProfileTemplate {
+    /// The profile with its configured keys (none, for a managed profile).
+    pub spec: ProfileSpec,
+    /// The `rotation` block, when the service manages this profile's signing keys.
+    pub rotation: Option<RotationSpec>,
+}
+
+impl ProfileTemplate {
+    /// The profile with `managed` keys added as signers.
+    pub fn build(
+        &self,
+        managed: impl IntoIterator<Item = (Arc<Key>, KeyTimes)>,
+    ) -> Result<Profile, crate::profile::ProfileError> {
+        let mut spec = self.spec.clone();
+        spec.signing_keys
+            .extend(managed.into_iter().map(|(key, times)| SigningKey {
+                key,
+                schedule: Schedule::Managed(times),
+            }));
+        Profile::new(spec)
+    }
+}
+
+/// The text a configuration was read from, kept so a reload reads the same place again.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Embedded,
+    File(PathBuf),
+    Inline(Arc<str>),
 }
 
 /// Where a configuration comes from.
@@ -115,7 +182,7 @@ pub enum ConfigSource<'a> {
 impl Config {
     /// Reads and checks a configuration. Relative key paths resolve against `data_dir`.
     pub fn load(source: ConfigSource<'_>, data_dir: &Path) -> anyhow::Result<Config> {
-        match source {
+        let mut config = match source {
             ConfigSource::Embedded => Config::from_toml(
                 EMBEDDED_DEFAULT,
                 "examples/default.toml (embedded default)",
@@ -125,6 +192,24 @@ impl Config {
                 let text = fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
                 Config::from_toml(&text, &path.display().to_string(), data_dir)
+            }
+        }?;
+        config.source = match source {
+            ConfigSource::Embedded => Source::Embedded,
+            ConfigSource::File(path) => Source::File(path.to_owned()),
+        };
+        Ok(config)
+    }
+
+    /// Reads the configuration again from where this one came from.
+    pub fn reload(&self) -> anyhow::Result<Config> {
+        match &self.source {
+            Source::Embedded => Config::load(ConfigSource::Embedded, &self.data_dir),
+            Source::File(path) => Config::load(ConfigSource::File(path), &self.data_dir),
+            Source::Inline(text) => {
+                let mut config = Config::from_toml(text, &self.origin, &self.data_dir)?;
+                config.source = self.source.clone();
+                Ok(config)
             }
         }
     }
@@ -147,11 +232,36 @@ impl Config {
         }
         let drain_timeout = duration(server.drain_timeout.as_deref(), Duration::from_secs(10))
             .with_context(|| format!("{origin}: server.drain_timeout"))?;
+        let http_listen = match server.http_listen.as_deref() {
+            None | Some("") | Some("off") => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|e| {
+                anyhow!(
+                    "{origin}: server.http_listen {text:?}: {e} (write it as IP:PORT, or \"off\")"
+                )
+            })?),
+        };
+        let jwks_cache = duration(server.jwks_cache.as_deref(), DEFAULT_JWKS_CACHE)
+            .with_context(|| format!("{origin}: server.jwks_cache"))?;
+        if jwks_cache.subsec_nanos() != 0 || jwks_cache > Duration::from_secs(7 * 86400) {
+            bail!("{origin}: server.jwks_cache must be whole seconds, at most 7 days");
+        }
 
         let mut store = KeyStore::default();
+        let mut windows: std::collections::HashMap<String, (Option<u64>, Option<u64>)> =
+            std::collections::HashMap::new();
         for raw_key in &raw.keys {
-            let key = load_key(raw_key, data_dir)
-                .with_context(|| format!("{origin}: key {:?}", raw_key.id))?;
+            let in_key = || format!("{origin}: key {:?}", raw_key.id);
+            let not_before = instant(raw_key.not_before.as_ref())
+                .with_context(|| format!("{}: not_before", in_key()))?;
+            let not_after = instant(raw_key.not_after.as_ref())
+                .with_context(|| format!("{}: not_after", in_key()))?;
+            if let (Some(b), Some(a)) = (not_before, not_after)
+                && b >= a
+            {
+                bail!("{}: not_before must be earlier than not_after", in_key());
+            }
+            windows.insert(raw_key.id.clone(), (not_before, not_after));
+            let key = load_key(raw_key, data_dir).with_context(in_key)?;
             if let Err(key) = store.insert(key) {
                 bail!(
                     "{origin}: key {:?}: the id is used by another key; key ids must be unique",
@@ -165,19 +275,17 @@ impl Config {
                 "{origin}: no [profiles.NAME] are configured; the service would have nothing to do"
             );
         }
-        let mut profiles = Profiles::default();
+        let mut profiles = Vec::new();
         for (name, raw_profile) in raw.profiles {
-            let profile = build_profile(&name, raw_profile, &store)
+            let template = build_profile(&name, raw_profile, &store, &windows, jwks_cache)
                 .with_context(|| format!("{origin}: profile {name:?}"))?;
-            // Names come from TOML table keys, which are unique.
-            let _ = profiles.insert(profile);
+            profiles.push(template);
         }
         for key in store.sorted() {
-            // Profile::new puts the signing key among the verify keys, so this sees both.
-            let used = profiles
-                .sorted()
-                .iter()
-                .any(|p| p.verify_keys().iter().any(|k| Arc::ptr_eq(k, key)));
+            let used = profiles.iter().any(|p| {
+                p.spec.verify_keys.iter().any(|k| Arc::ptr_eq(k, key))
+                    || p.spec.signing_keys.iter().any(|s| Arc::ptr_eq(&s.key, key))
+            });
             if !used {
                 tracing::warn!(origin, kid = %key.id(), "key is configured but no profile uses it");
             }
@@ -185,7 +293,12 @@ impl Config {
 
         Ok(Config {
             origin: origin.to_owned(),
+            source: Source::Inline(Arc::from(text)),
+            data_dir: data_dir.to_owned(),
             listen,
+            http_listen,
+            jwks_cache,
+            admin: server.admin,
             max_request_bytes,
             drain_timeout,
             keys: store,
@@ -201,6 +314,22 @@ fn duration(text: Option<&str>, default: Duration) -> anyhow::Result<Duration> {
             anyhow!("{text:?} is not a duration like \"30s\", \"5m\" or \"24h\": {e}")
         }),
     }
+}
+
+/// A point in time from TOML: a date-time or a string, in UTC (RFC 3339 with `Z`).
+fn instant(value: Option<&toml::Value>) -> anyhow::Result<Option<u64>> {
+    let text = match value {
+        None => return Ok(None),
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(toml::Value::Datetime(d)) => d.to_string(),
+        Some(other) => bail!("{other} is not a time; write it like 2026-12-01T00:00:00Z"),
+    };
+    let time = humantime::parse_rfc3339(&text)
+        .map_err(|e| anyhow!("{text:?} is not a UTC time like 2026-12-01T00:00:00Z: {e}"))?;
+    Ok(Some(
+        time.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    ))
 }
 
 fn load_key(raw: &RawKey, data_dir: &Path) -> anyhow::Result<Key> {
@@ -353,19 +482,12 @@ fn read_key_file(
 
 /// Writes a new file readable only by this user: temp file, fsync, rename, fsync the directory,
 /// so a crash leaves either no key or a whole one.
-fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if !dir.exists() {
-        // Every directory created here, not only the last, is private to this user.
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    }
+    create_private_dir(dir)?;
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
@@ -389,7 +511,25 @@ fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_profile(name: &str, raw: RawProfile, store: &KeyStore) -> anyhow::Result<Profile> {
+/// Creates `dir` and any missing parents, each readable only by this user.
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn build_profile(
+    name: &str,
+    raw: RawProfile,
+    store: &KeyStore,
+    windows: &std::collections::HashMap<String, (Option<u64>, Option<u64>)>,
+    jwks_cache: Duration,
+) -> anyhow::Result<ProfileTemplate> {
     let lookup = |field: &str, id: &str| -> anyhow::Result<Arc<Key>> {
         store.get(id).cloned().ok_or_else(|| {
             let known: Vec<String> = store
@@ -407,17 +547,44 @@ fn build_profile(name: &str, raw: RawProfile, store: &KeyStore) -> anyhow::Resul
             )
         })
     };
-    let signing_key = raw
-        .signing_key
-        .as_deref()
-        .map(|id| lookup("signing_key", id))
-        .transpose()?;
+    let (field, signing_ids) = match (&raw.signing_key, &raw.signing_keys, &raw.rotation) {
+        (Some(id), None, None) => ("signing_key", vec![id.clone()]),
+        (None, Some(ids), None) if !ids.is_empty() => ("signing_keys", ids.clone()),
+        (None, Some(_), None) => bail!("signing_keys must not be empty"),
+        (None, None, _) => ("signing_key", Vec::new()),
+        (_, _, Some(_)) => bail!(
+            "a profile with a rotation block gets its signing keys from the service; remove signing_key/signing_keys"
+        ),
+        (Some(_), Some(_), None) => bail!("give signing_key or signing_keys, not both"),
+    };
+    let mut signing_keys = Vec::new();
+    for id in &signing_ids {
+        let key = lookup(field, id)?;
+        let (not_before, not_after) = windows.get(id.as_str()).copied().unwrap_or_default();
+        signing_keys.push(SigningKey {
+            key,
+            schedule: Schedule::File {
+                not_before,
+                not_after,
+            },
+        });
+    }
     let verify_keys = raw
         .verify_keys
         .unwrap_or_default()
         .iter()
         .map(|id| lookup("verify_keys", id))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if !verify_keys.is_empty()
+        && let Some(missing) = signing_keys
+            .iter()
+            .find(|s| !verify_keys.iter().any(|k| Arc::ptr_eq(k, &s.key)))
+    {
+        bail!(
+            "verify_keys must include the signing_key {:?}, or the profile would refuse its own tokens",
+            missing.key.id().as_str()
+        );
+    }
     let parse = |field: &str, text: Option<&str>| -> anyhow::Result<Option<Duration>> {
         text.map(|t| duration(Some(t), Duration::ZERO).with_context(|| field.to_owned()))
             .transpose()
@@ -448,7 +615,7 @@ fn build_profile(name: &str, raw: RawProfile, store: &KeyStore) -> anyhow::Resul
     };
     let spec = ProfileSpec {
         name: name.to_owned(),
-        signing_key,
+        signing_keys,
         verify_keys,
         issuer: raw.issuer,
         audience: raw.audience,
@@ -464,7 +631,91 @@ fn build_profile(name: &str, raw: RawProfile, store: &KeyStore) -> anyhow::Resul
         login_url,
         max_token_bytes: raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
     };
-    Ok(Profile::new(spec)?)
+    let Some(raw_rotation) = raw.rotation else {
+        Profile::new(spec.clone())?;
+        return Ok(ProfileTemplate {
+            spec,
+            rotation: None,
+        });
+    };
+    let rotation = rotation_spec(name, &raw_rotation, &spec, jwks_cache).context("rotation")?;
+    // Check the whole profile now, with a throwaway key of the managed algorithm standing in
+    // for the keys the service will generate, so a reload never swaps in a profile that fails.
+    let material = keys::generate(rotation.algorithm, &SystemRandom::new())?;
+    let stand_in = if rotation.algorithm.family() == KeyFamily::Hmac {
+        let secret = HmacSecret::new(rotation.algorithm, material.into_bytes())?;
+        Key::from_hmac_secret(KeyId::parse("check")?, secret, rotation.algorithm)?
+    } else {
+        Key::from_private_pem(
+            KeyId::parse("check")?,
+            rotation.algorithm,
+            material.as_bytes(),
+        )?
+    };
+    let template = ProfileTemplate {
+        spec,
+        rotation: Some(rotation),
+    };
+    let always = KeyTimes {
+        publish_at: 0,
+        activate_at: 0,
+        retire_at: u64::MAX,
+        remove_at: u64::MAX,
+    };
+    template.build([(Arc::new(stand_in), always)])?;
+    Ok(template)
+}
+
+fn rotation_spec(
+    name: &str,
+    raw: &RawRotation,
+    spec: &ProfileSpec,
+    jwks_cache: Duration,
+) -> anyhow::Result<RotationSpec> {
+    if name.starts_with('.') {
+        bail!("a managed profile's name must not start with \".\" (it names its key directory)");
+    }
+    let algorithm: Algorithm = raw.algorithm.parse().context("algorithm")?;
+    if !algorithm.can_generate() {
+        bail!(
+            "algorithm {algorithm}: the service generates ES256, ES384, EdDSA and HMAC keys; give RSA keys as files"
+        );
+    }
+    let seconds = |field: &str, value: Duration| -> anyhow::Result<u64> {
+        if value.subsec_nanos() != 0 || value.as_secs() == 0 {
+            bail!("{field} must be whole seconds, at least 1s");
+        }
+        Ok(value.as_secs())
+    };
+    let rotate_every = seconds(
+        "rotate_every",
+        duration(Some(&raw.rotate_every), Duration::ZERO).context("rotate_every")?,
+    )?;
+    let max_ttl = spec
+        .max_ttl
+        .or(spec.ttl)
+        .unwrap_or(Duration::from_secs(300))
+        .as_secs();
+    let publish_ahead = match &raw.publish_ahead {
+        Some(text) => seconds(
+            "publish_ahead",
+            duration(Some(text), Duration::ZERO).context("publish_ahead")?,
+        )?,
+        None => max_ttl + jwks_cache.as_secs(),
+    };
+    if publish_ahead > rotate_every.saturating_mul(MAX_KEYS_AHEAD) {
+        bail!(
+            "publish_ahead ({}) is more than {MAX_KEYS_AHEAD} times rotate_every ({}): that many keys would wait unused; rotate less often",
+            humantime::format_duration(Duration::from_secs(publish_ahead)),
+            humantime::format_duration(Duration::from_secs(rotate_every)),
+        );
+    }
+    Ok(RotationSpec {
+        algorithm,
+        rotate_every,
+        publish_ahead,
+        verify_after: max_ttl + spec.leeway.as_secs(),
+    })
 }
 
 fn contains_datetime(value: &toml::Value) -> bool {

@@ -4,6 +4,7 @@
 
 use tonic::Status;
 
+use crate::live::AdminError;
 use crate::login_url::LoginError;
 use crate::token::IssueError;
 
@@ -27,8 +28,12 @@ pub enum ApiError {
 impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
         match e {
-            IssueError::VerifyOnly { .. } => ApiError::FailedPrecondition(e.to_string()),
-            IssueError::Sign(_) | IssueError::Clock => ApiError::Internal(e.to_string()),
+            IssueError::VerifyOnly { .. } | IssueError::NoActiveKey { .. } => {
+                ApiError::FailedPrecondition(e.to_string())
+            }
+            IssueError::Sign(_) | IssueError::Clock | IssueError::KeyWindow { .. } => {
+                ApiError::Internal(e.to_string())
+            }
             IssueError::EmptySubject
             | IssueError::SubjectTooLong(_)
             | IssueError::ReservedClaim { .. }
@@ -49,6 +54,18 @@ impl From<LoginError> for ApiError {
             LoginError::NoLoginUrl { .. } => ApiError::FailedPrecondition(e.to_string()),
             LoginError::Next(_) => ApiError::InvalidArgument(e.to_string()),
             LoginError::Issue(e) => e.into(),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::UnknownProfile(name) => ApiError::UnknownProfile(name),
+            AdminError::NotManaged(_) | AdminError::Reload(_) => {
+                ApiError::FailedPrecondition(e.to_string())
+            }
+            AdminError::Failed(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

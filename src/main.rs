@@ -41,6 +41,9 @@ enum Command {
         /// Address to listen on, overriding server.listen (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Address for the JWKS / OpenID discovery HTTP listener, overriding server.http_listen.
+        #[arg(long)]
+        http_listen: Option<SocketAddr>,
         /// Directory for generated keys; relative key paths in the config resolve against it.
         #[arg(long, default_value = "./data", env = "TOKEN_AUTHORITY_DATA_DIR")]
         data_dir: PathBuf,
@@ -75,10 +78,11 @@ fn main() -> ExitCode {
         Command::Serve {
             config,
             listen,
+            http_listen,
             data_dir,
         } => {
             telemetry::init(cli.log_format);
-            runtime.block_on(serve(config, listen, data_dir))
+            runtime.block_on(serve(config, listen, http_listen, data_dir))
         }
         Command::Healthcheck {
             addr,
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
 async fn serve(
     config: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
     data_dir: PathBuf,
 ) -> anyhow::Result<ExitCode> {
     let source = match &config {
@@ -112,11 +117,39 @@ async fn serve(
         "configuration loaded: keys parsed, profiles checked"
     );
     let addr = listen.unwrap_or(config.listen);
-    let listener = tokio::net::TcpListener::bind(addr)
+    let grpc = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    startup::serve(config, listener, Arc::new(SystemClock), shutdown_signal()).await?;
+    let http = match http_listen.or(config.http_listen) {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (server.http_listen)"))?,
+        ),
+        None => None,
+    };
+    let server = startup::Server::new(config, Arc::new(SystemClock))?;
+    tokio::spawn(reload_on_sighup(server.live()));
+    server
+        .serve(startup::Listeners { grpc, http }, shutdown_signal())
+        .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the configuration on every SIGHUP; a refused reload is logged by `reload` itself.
+async fn reload_on_sighup(live: Arc<token_authority::live::Live>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reload only through the Reload RPC");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", "reload requested");
+        let _ = live.reload().await;
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -12,8 +12,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::keys::Key;
+use crate::keys::{Jwk, Key};
 use crate::login_url::LoginUrl;
+use crate::rotation::{KeyState, KeyTimes};
 
 /// The profile used when a request names none.
 pub const DEFAULT_PROFILE: &str = "default";
@@ -24,12 +25,47 @@ pub const REGISTERED_CLAIMS: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "ia
 /// The longest token Verify reads unless a profile says otherwise.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// A key that signs for a profile, and when.
+#[derive(Clone, Debug)]
+pub struct SigningKey {
+    pub key: Arc<Key>,
+    pub schedule: Schedule,
+}
+
+/// When a signing key signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// A configured key: signs from `not_before` (or always) until `not_after` or until the
+    /// next configured key's `not_before`, whichever is first; then verifies for the profile's
+    /// max_ttl + leeway. Seconds since the Unix epoch.
+    File {
+        not_before: Option<u64>,
+        not_after: Option<u64>,
+    },
+    /// A managed key's persisted times (see [`crate::rotation`]).
+    Managed(KeyTimes),
+}
+
+impl SigningKey {
+    /// A configured key that always signs.
+    pub fn always(key: Arc<Key>) -> SigningKey {
+        SigningKey {
+            key,
+            schedule: Schedule::File {
+                not_before: None,
+                not_after: None,
+            },
+        }
+    }
+}
+
 /// Everything a profile is made of, already parsed, before cross-checks.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ProfileSpec {
     pub name: String,
-    pub signing_key: Option<Arc<Key>>,
-    /// Keys that verify; empty means just the signing key.
+    /// The keys that sign, each with its schedule; they verify during their windows too.
+    pub signing_keys: Vec<SigningKey>,
+    /// Further keys that verify at all times (a partner's public key, a retired secret).
     pub verify_keys: Vec<Arc<Key>>,
     pub issuer: Option<String>,
     pub audience: Vec<String>,
@@ -59,6 +95,8 @@ pub enum ProfileError {
     BadName(String),
     #[error("signing_key {key:?} has no private key (it is verify-only), so it cannot sign")]
     SigningKeyCannotSign { key: String },
+    #[error("key {key:?}: not_before must be earlier than not_after")]
+    EmptyWindow { key: String },
     #[error("the profile has neither a signing_key nor verify_keys")]
     NoKeys,
     #[error(
@@ -93,14 +131,48 @@ pub enum ProfileError {
     BadMaxTokenBytes(usize),
 }
 
+/// A signing key with its resolved times and the header it puts on tokens.
+#[derive(Debug)]
+pub struct Signer {
+    pub(crate) key: Arc<Key>,
+    pub(crate) times: KeyTimes,
+    pub(crate) managed: bool,
+    /// base64url of the protected header this key puts on every token, made once.
+    pub(crate) encoded_header: String,
+}
+
+impl Signer {
+    /// The key.
+    pub fn key(&self) -> &Arc<Key> {
+        &self.key
+    }
+
+    /// When it is published, signs, retires and is removed (`u64::MAX`: never).
+    pub fn times(&self) -> KeyTimes {
+        self.times
+    }
+
+    /// Whether the service generated and rotates this key.
+    pub fn is_managed(&self) -> bool {
+        self.managed
+    }
+}
+
+/// A key that verifies, and from when until when (seconds since the Unix epoch).
+#[derive(Debug)]
+pub(crate) struct VerifyKey {
+    pub(crate) key: Arc<Key>,
+    pub(crate) from: u64,
+    pub(crate) until: u64,
+}
+
 /// A checked profile; its parts are read by the token and login URL code.
 #[derive(Debug)]
 pub struct Profile {
     pub(crate) name: String,
-    pub(crate) signing_key: Option<Arc<Key>>,
-    pub(crate) verify_keys: Vec<Arc<Key>>,
-    /// base64url of the protected header the signing key puts on every token, made once.
-    pub(crate) encoded_header: Option<String>,
+    /// Signing keys in activation order; windows of managed keys never overlap.
+    pub(crate) signers: Vec<Signer>,
+    pub(crate) verify_keys: Vec<VerifyKey>,
     pub(crate) issuer: Option<String>,
     pub(crate) audience: Vec<String>,
     pub(crate) allow_audience_override: bool,
@@ -129,21 +201,15 @@ impl Profile {
         if !name_ok {
             return Err(ProfileError::BadName(spec.name));
         }
-        if let Some(key) = &spec.signing_key
-            && !key.can_sign()
-        {
-            return Err(ProfileError::SigningKeyCannotSign {
-                key: key.id().to_string(),
-            });
-        }
-        let mut verify_keys = spec.verify_keys;
-        match &spec.signing_key {
-            Some(key) if verify_keys.is_empty() => verify_keys.push(key.clone()),
-            Some(key) if !verify_keys.iter().any(|k| Arc::ptr_eq(k, key)) => {
-                return Err(ProfileError::SigningKeyNotVerified(key.id().to_string()));
+        for signing in &spec.signing_keys {
+            if !signing.key.can_sign() {
+                return Err(ProfileError::SigningKeyCannotSign {
+                    key: signing.key.id().to_string(),
+                });
             }
-            None if verify_keys.is_empty() => return Err(ProfileError::NoKeys),
-            _ => {}
+        }
+        if spec.signing_keys.is_empty() && spec.verify_keys.is_empty() {
+            return Err(ProfileError::NoKeys);
         }
 
         let ttl = spec.ttl.unwrap_or(Duration::from_secs(300));
@@ -199,7 +265,7 @@ impl Profile {
             let never = (claim == "iss" && spec.issuer.is_none())
                 || (claim == "aud" && spec.audience.is_empty() && !spec.allow_audience_override)
                 || claim == "nbf";
-            if never && spec.signing_key.is_some() {
+            if never && !spec.signing_keys.is_empty() {
                 return Err(ProfileError::RequiredClaimNeverSet(claim.clone()));
             }
         }
@@ -214,21 +280,30 @@ impl Profile {
             return Err(ProfileError::BadMaxTokenBytes(spec.max_token_bytes));
         }
 
-        let encoded_header = spec.signing_key.as_ref().map(|key| {
-            let mut header = BTreeMap::new();
-            header.insert("alg", key.algorithm().name());
-            header.insert("typ", spec.typ.as_deref().unwrap_or("JWT"));
-            header.insert("kid", key.id().as_str());
-            // Serializing a map of strings cannot fail.
-            let json = serde_json::to_vec(&header).unwrap_or_default();
-            URL_SAFE_NO_PAD.encode(json)
-        });
+        let verify_after = max_ttl.as_secs().saturating_add(spec.leeway.as_secs());
+        let signers = resolve_signers(&spec.signing_keys, verify_after, spec.typ.as_deref())?;
+        let mut verify_keys: Vec<VerifyKey> = signers
+            .iter()
+            .map(|s| VerifyKey {
+                key: s.key.clone(),
+                from: s.times.publish_at,
+                until: s.times.remove_at,
+            })
+            .collect();
+        for key in spec.verify_keys {
+            if !verify_keys.iter().any(|v| Arc::ptr_eq(&v.key, &key)) {
+                verify_keys.push(VerifyKey {
+                    key,
+                    from: 0,
+                    until: u64::MAX,
+                });
+            }
+        }
 
         Ok(Profile {
             name: spec.name,
-            signing_key: spec.signing_key,
+            signers,
             verify_keys,
-            encoded_header,
             issuer: spec.issuer,
             audience: spec.audience,
             allow_audience_override: spec.allow_audience_override,
@@ -250,14 +325,69 @@ impl Profile {
         &self.name
     }
 
-    /// The key that signs, or `None` for a verify-only profile.
-    pub fn signing_key(&self) -> Option<&Arc<Key>> {
-        self.signing_key.as_ref()
+    /// The signing keys with their times, in activation order; empty for a verify-only profile.
+    pub fn signers(&self) -> &[Signer] {
+        &self.signers
     }
 
-    /// The keys that verify, in configured order.
-    pub fn verify_keys(&self) -> &[Arc<Key>] {
-        &self.verify_keys
+    /// The key that signs at `now` (seconds since the Unix epoch): of the keys whose signing
+    /// window holds `now`, the one that started last.
+    pub fn signer_at(&self, now: u64) -> Option<&Signer> {
+        self.signers
+            .iter()
+            .rev()
+            .find(|s| s.times.activate_at <= now && now < s.times.retire_at)
+    }
+
+    /// Where `signer` is in its life at `now`; a key overtaken by a later one counts as retired.
+    pub fn state_of(&self, signer: &Signer, now: u64) -> KeyState {
+        let state = signer.times.state_at(now);
+        if state == KeyState::Active
+            && self
+                .signer_at(now)
+                .is_some_and(|active| !Arc::ptr_eq(&active.key, &signer.key))
+        {
+            return KeyState::Retired;
+        }
+        state
+    }
+
+    /// Every key that verifies at some time, in order: signing keys, then the others.
+    pub fn verify_keys(&self) -> impl Iterator<Item = &Arc<Key>> {
+        self.verify_keys.iter().map(|v| &v.key)
+    }
+
+    /// Keys that verify only (never sign for this profile).
+    pub fn verify_only_keys(&self) -> impl Iterator<Item = &Arc<Key>> {
+        self.verify_keys
+            .iter()
+            .filter(|v| !self.signers.iter().any(|s| Arc::ptr_eq(&s.key, &v.key)))
+            .map(|v| &v.key)
+    }
+
+    /// The public keys relying parties need at `now`: signing keys that are published, active
+    /// or retired, never HMAC secrets and never keys that only verify.
+    pub fn published_jwks(&self, now: u64) -> Vec<Jwk> {
+        self.signers
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.times.state_at(now),
+                    KeyState::Published | KeyState::Active | KeyState::Retired
+                )
+            })
+            .filter_map(|s| s.key.public_jwk())
+            .collect()
+    }
+
+    /// The issuer, if the profile sets one.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The longest lifetime a token may have.
+    pub fn max_ttl(&self) -> Duration {
+        self.max_ttl
     }
 
     /// Whether the profile has a login URL template.
@@ -271,7 +401,7 @@ impl ProfileSpec {
     pub fn new(name: &str, signing_key: Option<Arc<Key>>) -> ProfileSpec {
         ProfileSpec {
             name: name.to_owned(),
-            signing_key,
+            signing_keys: signing_key.into_iter().map(SigningKey::always).collect(),
             verify_keys: Vec::new(),
             issuer: None,
             audience: Vec::new(),
@@ -288,6 +418,67 @@ impl ProfileSpec {
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
         }
     }
+}
+
+/// Resolves each signing key's times. Configured keys hand over to the next one at its
+/// not_before; every key verifies max_ttl + leeway past the end of its signing, so no token
+/// outlives its key (the rule Vault adopted after hashicorp/vault#11441).
+fn resolve_signers(
+    keys: &[SigningKey],
+    verify_after: u64,
+    typ: Option<&str>,
+) -> Result<Vec<Signer>, ProfileError> {
+    let starts: Vec<u64> = keys
+        .iter()
+        .filter_map(|k| match k.schedule {
+            Schedule::File { not_before, .. } => Some(not_before.unwrap_or(0)),
+            Schedule::Managed(_) => None,
+        })
+        .collect();
+    let mut signers = Vec::with_capacity(keys.len());
+    for signing in keys {
+        let times = match signing.schedule {
+            Schedule::Managed(times) => times,
+            Schedule::File {
+                not_before,
+                not_after,
+            } => {
+                let start = not_before.unwrap_or(0);
+                let handover = starts.iter().copied().filter(|&s| s > start).min();
+                let retire_at = match (not_after, handover) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (Some(a), None) => a,
+                    (None, Some(b)) => b,
+                    (None, None) => u64::MAX,
+                };
+                if retire_at <= start {
+                    return Err(ProfileError::EmptyWindow {
+                        key: signing.key.id().to_string(),
+                    });
+                }
+                KeyTimes {
+                    publish_at: 0,
+                    activate_at: start,
+                    retire_at,
+                    remove_at: retire_at.saturating_add(verify_after),
+                }
+            }
+        };
+        let mut header = BTreeMap::new();
+        header.insert("alg", signing.key.algorithm().name());
+        header.insert("typ", typ.unwrap_or("JWT"));
+        header.insert("kid", signing.key.id().as_str());
+        // Serializing a map of strings cannot fail.
+        let json = serde_json::to_vec(&header).unwrap_or_default();
+        signers.push(Signer {
+            key: signing.key.clone(),
+            times,
+            managed: matches!(signing.schedule, Schedule::Managed(_)),
+            encoded_header: URL_SAFE_NO_PAD.encode(json),
+        });
+    }
+    signers.sort_by_key(|s| (s.times.activate_at, s.times.retire_at));
+    Ok(signers)
 }
 
 fn whole_seconds(field: &'static str, value: Duration) -> Result<(), ProfileError> {

@@ -10,32 +10,41 @@ use serde_json::{Map, Number, Value};
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::Empty};
 
-use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::jwks;
+use crate::keys::{Jwk, JwkMaterial};
+use crate::live::{Live, Snapshot};
 use crate::login_url;
-use crate::profile::{Profile, Profiles};
+use crate::profile::Profile;
 use crate::proto::token_authority_server::TokenAuthority;
 use crate::proto::{self, VerifyFailure};
 use crate::token::{self, Failure, IssueRequest};
 
-/// Answers `tokenauthority.v1.TokenAuthority` from a fixed set of profiles.
+/// Answers `tokenauthority.v1.TokenAuthority` from the live profiles; each call reads one
+/// snapshot from start to end.
 pub struct TokenAuthorityService {
-    profiles: Arc<Profiles>,
-    clock: Arc<dyn Clock>,
+    live: Arc<Live>,
     rng: SystemRandom,
 }
 
 impl TokenAuthorityService {
-    /// A service over `profiles`, reading time from `clock`.
-    pub fn new(profiles: Arc<Profiles>, clock: Arc<dyn Clock>) -> TokenAuthorityService {
+    /// A service over the live profiles, reading time from their clock.
+    pub fn new(live: Arc<Live>) -> TokenAuthorityService {
         TokenAuthorityService {
-            profiles,
-            clock,
+            live,
             rng: SystemRandom::new(),
         }
     }
 
-    fn profile(&self, name: &str) -> Result<&Arc<Profile>, ApiError> {
+    fn now(&self) -> std::time::SystemTime {
+        self.live.clock().now()
+    }
+
+    fn profile<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        name: &str,
+    ) -> Result<&'s Arc<Profile>, ApiError> {
         // Profile names are at most 64 characters; a longer one is cut in logs and answers alike,
         // by slicing, so the common case allocates nothing.
         let shown = name
@@ -44,20 +53,22 @@ impl TokenAuthorityService {
             .map_or(name, |(end, _)| &name[..end]);
         let span = Span::current();
         span.record("profile", if name.is_empty() { "default" } else { shown });
-        self.profiles
+        snapshot
+            .profiles
             .get(name)
             .ok_or_else(|| ApiError::UnknownProfile(shown.to_owned()))
     }
 
     fn issue_inner(&self, req: proto::IssueRequest) -> Result<proto::IssueResponse, ApiError> {
-        let profile = self.profile(&req.profile)?;
+        let snapshot = self.live.current();
+        let profile = self.profile(&snapshot, &req.profile)?;
         let request = IssueRequest {
             subject: req.subject,
             claims: claims_from_proto(req.claims)?,
             audience: req.audience,
             ttl: ttl_from_proto(req.ttl)?,
         };
-        let issued = token::issue(profile, request, self.clock.now(), &self.rng)?;
+        let issued = token::issue(profile, request, self.now(), &self.rng)?;
         record_issued(&issued);
         Ok(proto::IssueResponse {
             token: issued.token,
@@ -70,11 +81,12 @@ impl TokenAuthorityService {
     }
 
     fn verify_inner(&self, req: proto::VerifyRequest) -> Result<proto::VerifyResponse, ApiError> {
-        let profile = self.profile(&req.profile)?;
+        let snapshot = self.live.current();
+        let profile = self.profile(&snapshot, &req.profile)?;
         let audience = Some(req.audience.as_str()).filter(|a| !a.is_empty());
         let span = Span::current();
         Ok(
-            match token::verify(profile, &req.token, audience, self.clock.now()) {
+            match token::verify(profile, &req.token, audience, self.now()) {
                 Ok(v) => {
                     span.record("kid", v.key_id.as_str());
                     span.record("alg", v.algorithm.name());
@@ -109,18 +121,35 @@ impl TokenAuthorityService {
         )
     }
 
+    fn jwks_inner(&self, req: proto::JwksRequest) -> Result<proto::JwksResponse, ApiError> {
+        let snapshot = self.live.current();
+        let profile = self.profile(&snapshot, &req.profile)?;
+        let now = self
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let keys = jwks::for_profile(profile, now);
+        Span::current().record("outcome", "ok");
+        Ok(proto::JwksResponse {
+            json: jwks::document(&keys),
+            keys: keys.iter().map(jwk_to_proto).collect(),
+            max_age: prost_types::Duration::try_from(snapshot.jwks_cache).ok(),
+        })
+    }
+
     fn login_url_inner(
         &self,
         req: proto::LoginUrlRequest,
     ) -> Result<proto::LoginUrlResponse, ApiError> {
-        let profile = self.profile(&req.profile)?;
+        let snapshot = self.live.current();
+        let profile = self.profile(&snapshot, &req.profile)?;
         let request = IssueRequest {
             subject: req.subject,
             claims: claims_from_proto(req.claims)?,
             audience: Vec::new(),
             ttl: ttl_from_proto(req.ttl)?,
         };
-        let link = login_url::issue_link(profile, request, &req.next, self.clock.now(), &self.rng)?;
+        let link = login_url::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
         record_issued(&link.issued);
         Ok(proto::LoginUrlResponse {
             url: link.url,
@@ -151,6 +180,15 @@ impl TokenAuthority for TokenAuthorityService {
         finish(started, self.verify_inner(request.into_inner()))
     }
 
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Jwks", profile = Empty, outcome = Empty, reason = Empty))]
+    async fn jwks(
+        &self,
+        request: Request<proto::JwksRequest>,
+    ) -> Result<Response<proto::JwksResponse>, Status> {
+        let started = Instant::now();
+        finish(started, self.jwks_inner(request.into_inner()))
+    }
+
     #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "LoginUrl", profile = Empty, kid = Empty, alg = Empty, jti = Empty, outcome = Empty, reason = Empty))]
     async fn login_url(
         &self,
@@ -161,8 +199,38 @@ impl TokenAuthority for TokenAuthorityService {
     }
 }
 
+/// A public key as the typed proto message.
+pub(crate) fn jwk_to_proto(jwk: &Jwk) -> proto::Jwk {
+    let mut out = proto::Jwk {
+        kty: jwk.kty().to_owned(),
+        kid: jwk.kid.clone(),
+        alg: jwk.alg.name().to_owned(),
+        r#use: "sig".to_owned(),
+        ..Default::default()
+    };
+    match &jwk.material {
+        JwkMaterial::Ec { crv, x, y } => {
+            out.crv = (*crv).to_owned();
+            out.x = x.clone();
+            out.y = y.clone();
+        }
+        JwkMaterial::Okp { x } => {
+            out.crv = "Ed25519".to_owned();
+            out.x = x.clone();
+        }
+        JwkMaterial::Rsa { n, e } => {
+            out.n = n.clone();
+            out.e = e.clone();
+        }
+    }
+    out
+}
+
 /// Writes the one log line of a call and turns the result into a gRPC answer.
-fn finish<T>(started: Instant, result: Result<T, ApiError>) -> Result<Response<T>, Status> {
+pub(crate) fn finish<T>(
+    started: Instant,
+    result: Result<T, ApiError>,
+) -> Result<Response<T>, Status> {
     let latency_us = started.elapsed().as_micros() as u64;
     match result {
         Ok(answer) => {
@@ -216,7 +284,7 @@ fn ttl_from_proto(ttl: Option<prost_types::Duration>) -> Result<Option<Duration>
     .transpose()
 }
 
-fn timestamp(seconds: f64) -> prost_types::Timestamp {
+pub(crate) fn timestamp(seconds: f64) -> prost_types::Timestamp {
     let whole = seconds.floor();
     prost_types::Timestamp {
         seconds: whole as i64,

@@ -47,6 +47,10 @@ pub struct Issued {
 /// Why a token could not be issued. All but `Sign` and `Clock` are the caller's mistake.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
+    #[error("profile {profile:?} has no key that signs at this time; see ListKeys")]
+    NoActiveKey { profile: String },
+    #[error("the signing key {key_id} stops verifying before the token would expire")]
+    KeyWindow { key_id: KeyId },
     #[error("profile {profile:?} is verify-only: it has no signing_key")]
     VerifyOnly { profile: String },
     #[error("subject: must not be empty")]
@@ -82,11 +86,21 @@ pub fn issue(
     now: SystemTime,
     rng: &dyn SecureRandom,
 ) -> Result<Issued, IssueError> {
-    let (Some(key), Some(encoded_header)) = (&profile.signing_key, &profile.encoded_header) else {
+    if profile.signers.is_empty() {
         return Err(IssueError::VerifyOnly {
             profile: profile.name.clone(),
         });
+    }
+    let now_secs = now
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| IssueError::Clock)?
+        .as_secs();
+    let Some(signer) = profile.signer_at(now_secs) else {
+        return Err(IssueError::NoActiveKey {
+            profile: profile.name.clone(),
+        });
     };
+    let (key, encoded_header) = (&signer.key, &signer.encoded_header);
     if request.subject.is_empty() {
         return Err(IssueError::EmptySubject);
     }
@@ -142,11 +156,15 @@ pub fn issue(
         Some(ttl) => Duration::from_secs(ttl.as_secs()),
     };
 
-    let issued_at = now
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| IssueError::Clock)?
-        .as_secs();
+    let issued_at = now_secs;
     let expires_at = issued_at + ttl.as_secs();
+    // No token may outlive its key's verify window. Profiles build windows that guarantee it,
+    // so reaching this means a schedule was changed under a live key.
+    if expires_at > signer.times.remove_at {
+        return Err(IssueError::KeyWindow {
+            key_id: key.id().clone(),
+        });
+    }
     let mut id_bytes = [0u8; 16];
     rng.fill(&mut id_bytes).map_err(|_| SignError {
         key_id: key.id().clone(),
@@ -381,7 +399,8 @@ pub fn verify(
             );
         }
     }
-    let key = find_key(profile, &header)?;
+    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let key = find_key(profile, &header, now_secs)?;
     if key.algorithm() != algorithm {
         return refuse(
             AlgorithmNotAllowed,
@@ -577,25 +596,44 @@ fn missing_required_claim<'p>(
         .find(|c| !claims.contains_key(*c))
 }
 
-fn find_key<'p>(profile: &'p Profile, header: &Map<String, Value>) -> Result<&'p Key, Refusal> {
+fn find_key<'p>(
+    profile: &'p Profile,
+    header: &Map<String, Value>,
+    now: u64,
+) -> Result<&'p Key, Refusal> {
     match header.get("kid") {
-        Some(Value::String(kid)) => profile
-            .verify_keys
-            .iter()
-            .find(|k| k.id().as_str() == kid)
-            .map(|k| k.as_ref())
-            .ok_or_else(|| Refusal {
-                failure: Failure::UnknownKey,
-                detail: format!(
-                    "no verify key of profile {:?} has kid {:?}",
-                    profile.name,
-                    clip(kid)
-                ),
-            }),
+        Some(Value::String(kid)) => {
+            let Some(entry) = profile
+                .verify_keys
+                .iter()
+                .find(|k| k.key.id().as_str() == kid)
+            else {
+                return refuse(
+                    Failure::UnknownKey,
+                    format!(
+                        "no verify key of profile {:?} has kid {:?}",
+                        profile.name,
+                        clip(kid)
+                    ),
+                );
+            };
+            if now < entry.from || now >= entry.until {
+                let when = if now < entry.from {
+                    "is not published yet"
+                } else {
+                    "was removed (retired longer than max_ttl + leeway, or revoked)"
+                };
+                return refuse(
+                    Failure::UnknownKey,
+                    format!("key {:?} of profile {:?} {when}", clip(kid), profile.name),
+                );
+            }
+            Ok(entry.key.as_ref())
+        }
         Some(_) => refuse(Failure::Malformed, "the header's \"kid\" is not a string"),
         // Tokens from systems that sign with one shared secret (SeaTable's own examples) carry no kid.
         None => match profile.verify_keys.as_slice() {
-            [only] => Ok(only.as_ref()),
+            [only] if only.from <= now && now < only.until => Ok(only.key.as_ref()),
             keys => refuse(
                 Failure::UnknownKey,
                 format!(

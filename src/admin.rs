@@ -1,0 +1,184 @@
+//! The gRPC key administration service, `tokenauthority.v1.KeyAdmin`: proto ↔ [`Live`] and
+//! nothing else. Served only when `[server] admin = true` (see the README on why).
+
+use std::sync::Arc;
+use std::time::{Instant, UNIX_EPOCH};
+
+use tonic::{Request, Response, Status};
+use tracing::field::Empty;
+
+use crate::error::ApiError;
+use crate::live::Live;
+use crate::profile::Profile;
+use crate::proto::key_admin_server::KeyAdmin;
+use crate::proto::{self, KeyState};
+use crate::rotation;
+use crate::service::{finish, timestamp};
+
+/// Answers `tokenauthority.v1.KeyAdmin`.
+pub struct KeyAdminService {
+    live: Arc<Live>,
+}
+
+impl KeyAdminService {
+    /// Administers the live profiles.
+    pub fn new(live: Arc<Live>) -> KeyAdminService {
+        KeyAdminService { live }
+    }
+
+    fn now(&self) -> u64 {
+        self.live
+            .clock()
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn list_inner(&self, req: proto::ListKeysRequest) -> Result<proto::ListKeysResponse, ApiError> {
+        let snapshot = self.live.current();
+        let now = self.now();
+        let profiles: Vec<&Arc<Profile>> = if req.profile.is_empty() {
+            snapshot.profiles.sorted()
+        } else {
+            let profile = snapshot
+                .profiles
+                .get(&req.profile)
+                .ok_or_else(|| ApiError::UnknownProfile(clip(&req.profile)))?;
+            vec![profile]
+        };
+        let status = self.live.reload_status();
+        Ok(proto::ListKeysResponse {
+            profiles: profiles.iter().map(|p| profile_keys(p, now)).collect(),
+            config_origin: snapshot.origin.clone(),
+            config_loaded_at: Some(system_timestamp(snapshot.loaded_at)),
+            last_reload_at: status.attempted_at.map(system_timestamp),
+            last_reload_error: status.error.unwrap_or_default(),
+        })
+    }
+
+    async fn rotate_inner(
+        &self,
+        req: proto::RotateKeyRequest,
+    ) -> Result<proto::RotateKeyResponse, ApiError> {
+        let span = tracing::Span::current();
+        span.record("profile", clip(&req.profile).as_str());
+        let rotated = self.live.rotate(&req.profile, req.revoke_previous).await?;
+        span.record("kid", rotated.new_key.as_str());
+        let snapshot = self.live.current();
+        let keys = snapshot
+            .profiles
+            .get(&req.profile)
+            .map(|p| profile_keys(p, self.now()));
+        Ok(proto::RotateKeyResponse {
+            new_key_id: rotated.new_key,
+            revoked_key_ids: rotated.revoked,
+            keys,
+        })
+    }
+
+    async fn reload_inner(&self) -> Result<proto::ReloadResponse, ApiError> {
+        let snapshot = self.live.reload().await?;
+        Ok(proto::ReloadResponse {
+            config_origin: snapshot.origin.clone(),
+            profiles: snapshot
+                .profiles
+                .sorted()
+                .iter()
+                .map(|p| p.name().to_owned())
+                .collect(),
+            loaded_at: Some(system_timestamp(snapshot.loaded_at)),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl KeyAdmin for KeyAdminService {
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "ListKeys", outcome = Empty, reason = Empty))]
+    async fn list_keys(
+        &self,
+        request: Request<proto::ListKeysRequest>,
+    ) -> Result<Response<proto::ListKeysResponse>, Status> {
+        let started = Instant::now();
+        finish(started, self.list_inner(request.into_inner()))
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "RotateKey", profile = Empty, kid = Empty, outcome = Empty, reason = Empty))]
+    async fn rotate_key(
+        &self,
+        request: Request<proto::RotateKeyRequest>,
+    ) -> Result<Response<proto::RotateKeyResponse>, Status> {
+        let started = Instant::now();
+        finish(started, self.rotate_inner(request.into_inner()).await)
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Reload", outcome = Empty, reason = Empty))]
+    async fn reload(
+        &self,
+        _request: Request<proto::ReloadRequest>,
+    ) -> Result<Response<proto::ReloadResponse>, Status> {
+        let started = Instant::now();
+        finish(started, self.reload_inner().await)
+    }
+}
+
+/// Every key of `profile` with its state at `now`.
+pub(crate) fn profile_keys(profile: &Profile, now: u64) -> proto::ProfileKeys {
+    let at = |t: u64| (t != 0 && t != u64::MAX).then(|| timestamp(t as f64));
+    let mut keys: Vec<proto::KeyInfo> = profile
+        .signers()
+        .iter()
+        .map(|signer| {
+            let times = signer.times();
+            let state = match profile.state_of(signer, now) {
+                rotation::KeyState::Pending => KeyState::Pending,
+                rotation::KeyState::Published => KeyState::Published,
+                rotation::KeyState::Active => KeyState::Active,
+                rotation::KeyState::Retired => KeyState::Retired,
+                rotation::KeyState::Removed => KeyState::Removed,
+            };
+            proto::KeyInfo {
+                key_id: signer.key().id().to_string(),
+                algorithm: signer.key().algorithm().name().to_owned(),
+                state: state.into(),
+                source: if signer.is_managed() {
+                    "managed"
+                } else {
+                    "file"
+                }
+                .to_owned(),
+                published_at: at(times.publish_at),
+                active_at: at(times.activate_at),
+                retire_at: at(times.retire_at),
+                remove_at: at(times.remove_at),
+                public_jwk: jwk_json(signer.key()),
+            }
+        })
+        .collect();
+    keys.extend(profile.verify_only_keys().map(|key| proto::KeyInfo {
+        key_id: key.id().to_string(),
+        algorithm: key.algorithm().name().to_owned(),
+        state: KeyState::VerifyOnly.into(),
+        source: "file".to_owned(),
+        public_jwk: jwk_json(key),
+        ..Default::default()
+    }));
+    proto::ProfileKeys {
+        profile: profile.name().to_owned(),
+        managed: profile.signers().iter().any(|s| s.is_managed()),
+        keys,
+    }
+}
+
+fn jwk_json(key: &crate::keys::Key) -> String {
+    key.public_jwk()
+        .map(|jwk| serde_json::Value::Object(jwk.to_json()).to_string())
+        .unwrap_or_default()
+}
+
+fn system_timestamp(time: std::time::SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(time)
+}
+
+fn clip(text: &str) -> String {
+    text.chars().take(64).collect()
+}
