@@ -16,6 +16,7 @@
 //! - [`admin`]: the gRPC key administration service (`ListKeys`, `RotateKey`, `Reload`).
 //! - [`http`]: the HTTP listener for JWKS and OpenID discovery.
 //! - [`startup`]: the tonic server with health, reflection and graceful shutdown.
+//! - [`tools`]: the operator subcommands (`keys generate`, `keys list`, `config check`).
 //! - [`telemetry`]: the tracing subscriber.
 //! - [`clock`]: where "now" comes from.
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod rotation;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+pub mod tools;
 pub mod token;
 
 /// Generated protobuf types, gRPC server and client for `tokenauthority.v1`.

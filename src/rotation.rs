@@ -277,3 +277,7 @@ mod algorithm_name {
             .ok_or_else(|| serde::de::Error::custom(format!("unknown algorithm {name:?}")))
     }
 }
+
+#[cfg(test)]
+#[path = "rotation_tests.rs"]
+mod tests;

@@ -10,7 +10,9 @@ use std::time::SystemTime;
 use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
 use token_authority::clock::ManualClock;
-use token_authority::config::Config;
+use token_authority::config::{Config, ConfigSource};
+use token_authority::live::Live;
+use token_authority::proto::key_admin_client::KeyAdminClient;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{IssueRequest, IssueResponse, VerifyRequest, VerifyResponse};
 use token_authority::startup;
@@ -131,10 +133,16 @@ claims = {{ token_type = "refresh" }}
 pub struct TestApp {
     pub client: TokenAuthorityClient<Channel>,
     pub health: HealthClient<Channel>,
+    /// Key administration; answers UNIMPLEMENTED unless the config says `admin = true`.
+    pub admin: KeyAdminClient<Channel>,
     pub channel: Channel,
     pub clock: Arc<ManualClock>,
-    /// Holds the generated secrets; removed when the test ends.
-    _data_dir: tempfile::TempDir,
+    /// The live profiles: `live.tick()` runs key rotation after the test moved the clock.
+    pub live: Arc<Live>,
+    /// `http://127.0.0.1:PORT` of the JWKS / discovery listener (always on in tests).
+    pub http_base: String,
+    /// Holds the generated secrets and managed keys; removed when the test ends.
+    pub data_dir: Arc<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -144,8 +152,37 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(config_toml: &str) -> TestApp {
+    spawn_app_in(config_toml, Arc::new(tempfile::tempdir().unwrap())).await
+}
+
+/// Loads `config_toml` as a config file written into `data_dir`, so Reload and SIGHUP have a
+/// file to read again; the test may rewrite `data_dir/config.toml` and reload.
+pub async fn spawn_app_from_file(config_toml: &str) -> TestApp {
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let path = data_dir.path().join("config.toml");
+    std::fs::write(&path, config_toml).unwrap();
+    start(Source::File(path), data_dir, SystemTime::now()).await
+}
+
+/// Starts on `config_toml` with an existing data directory (a restart keeps managed keys).
+pub async fn spawn_app_in(config_toml: &str, data_dir: Arc<tempfile::TempDir>) -> TestApp {
+    start(
+        Source::Text(config_toml.to_owned()),
+        data_dir,
+        SystemTime::now(),
+    )
+    .await
+}
+
+/// Where a test config comes from.
+pub enum Source {
+    Text(String),
+    File(PathBuf),
+}
+
+/// Starts the server on `source` in `data_dir`, its clock stopped at `start_at`.
+pub async fn start(source: Source, data_dir: Arc<tempfile::TempDir>, start_at: SystemTime) -> TestApp {
     install_log_capture();
-    let data_dir = tempfile::tempdir().unwrap();
     for (name, secret) in [
         ("hs256", HS256_SECRET),
         ("hs384", HS384_SECRET),
@@ -154,12 +191,25 @@ pub async fn spawn_app_with(config_toml: &str) -> TestApp {
         std::fs::write(data_dir.path().join(format!("{name}.secret")), secret).unwrap();
     }
     test_env();
-    let config = Config::from_toml(config_toml, "test config", data_dir.path()).unwrap();
+    let config = match &source {
+        Source::Text(text) => Config::from_toml(text, "test config", data_dir.path()).unwrap(),
+        Source::File(path) => {
+            Config::load(ConfigSource::File(path), data_dir.path()).unwrap()
+        }
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_base = format!("http://{}", http.local_addr().unwrap());
+    let clock = Arc::new(ManualClock::new(start_at));
     let (tx, rx) = oneshot::channel();
-    let server = tokio::spawn(startup::serve(config, listener, clock.clone(), async {
+    let app = startup::Server::new(config, clock.clone()).unwrap();
+    let live = app.live();
+    let listeners = startup::Listeners {
+        grpc: listener,
+        http: Some(http),
+    };
+    let server = tokio::spawn(app.serve(listeners, async {
         let _ = rx.await;
     }));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -170,9 +220,12 @@ pub async fn spawn_app_with(config_toml: &str) -> TestApp {
     TestApp {
         client: TokenAuthorityClient::new(channel.clone()),
         health: HealthClient::new(channel.clone()),
+        admin: KeyAdminClient::new(channel.clone()),
         channel,
         clock,
-        _data_dir: data_dir,
+        live,
+        http_base,
+        data_dir,
         shutdown: Some(tx),
         server: Some(server),
     }

@@ -1,0 +1,1 @@
+//! The rotation plan over simulated days, with restarts at every step.

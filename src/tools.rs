@@ -1,0 +1,1 @@
+//! The operator subcommands: `keys generate`, `keys list` and `config check`.
