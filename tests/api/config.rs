@@ -237,6 +237,83 @@ fn unknown_fields_and_inconsistent_profiles_are_refused() {
 }
 
 #[test]
+fn bad_rotation_blocks_key_times_and_listeners_are_refused_with_the_reason() {
+    let source = format!("private_key_file = {:?}", fixture("ec-p256.pem"));
+    let managed = |rotation: &str| {
+        format!("[profiles.m]\nttl = \"1m\"\nmax_ttl = \"2m\"\n[profiles.m.rotation]\n{rotation}\n")
+    };
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            managed("algorithm = \"RS256\"\nrotate_every = \"1h\""),
+            vec![
+                "profile \"m\"",
+                "rotation",
+                "RS256",
+                "give RSA keys as files",
+            ],
+        ),
+        (
+            managed("algorithm = \"ES256\"\nrotate_every = \"0s\""),
+            vec!["rotate_every", "at least 1s"],
+        ),
+        (
+            managed("algorithm = \"ES256\"\nrotate_every = \"1m\"\npublish_ahead = \"1h\""),
+            vec!["publish_ahead", "16 times rotate_every"],
+        ),
+        (
+            managed("algorithm = \"ES256\"\nrotate_every = \"1h\"\nevery = \"1h\""),
+            vec!["unknown field `every`"],
+        ),
+        (
+            key("k", "ES256", &source)
+                + "[profiles.m]\nsigning_key = \"k\"\n[profiles.m.rotation]\nalgorithm = \"ES256\"\nrotate_every = \"1h\"\n",
+            vec!["rotation block", "remove signing_key"],
+        ),
+        (
+            key(
+                "k",
+                "ES256",
+                &format!(
+                    "{source}\nnot_before = \"2027-01-01T00:00:00Z\"\nnot_after = \"2026-01-01T00:00:00Z\""
+                ),
+            ) + &profile_using("k"),
+            vec!["key \"k\"", "not_before must be earlier than not_after"],
+        ),
+        (
+            key(
+                "k",
+                "ES256",
+                &format!("{source}\nnot_before = \"next tuesday\""),
+            ) + &profile_using("k"),
+            vec!["key \"k\"", "not_before", "next tuesday", "UTC time"],
+        ),
+        (
+            key("k", "ES256", &source) + "[server]\nhttp_listen = \"8080\"\n" + &profile_using("k"),
+            vec!["server.http_listen", "IP:PORT"],
+        ),
+        (
+            key("k", "ES256", &source) + "[server]\njwks_cache = \"1.5s\"\n" + &profile_using("k"),
+            vec!["server.jwks_cache", "whole seconds"],
+        ),
+    ];
+    for (toml, parts) in cases {
+        let e = start_up_error(&toml);
+        assert_mentions(&e, &parts);
+        assert!(e.starts_with("bad.toml"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn the_managed_keys_example_loads_and_both_profiles_issue_tokens_that_verify() {
+    let app = spawn_example("managed.toml").await;
+    for (profile, alg) in [("internal", "ES256"), ("partner", "EdDSA")] {
+        let issued = app.issue(profile, "svc-a").await;
+        assert_eq!(issued.algorithm, alg);
+        assert!(app.verify(profile, &issued.token).await.valid);
+    }
+}
+
+#[test]
 fn openssl_key_formats_load_sec1_ec_pkcs1_rsa_and_base64_secrets() {
     test_env();
     let dir = tempfile::tempdir().unwrap();

@@ -1,10 +1,12 @@
 //! One test binary: every test starts the real server on 127.0.0.1:0 (see `helpers`) and talks
 //! to it through the generated gRPC client, as a calling service would.
 
+mod admin;
 mod config;
 mod helpers;
 mod interop;
 mod issue;
 mod login_url;
 mod operations;
+mod reload;
 mod verify;

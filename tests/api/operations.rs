@@ -180,6 +180,8 @@ fn start_with(global: &[&str], args: &[&str]) -> Running {
         .args(global)
         .arg("serve")
         .args(args)
+        // The embedded default serves JWKS on 127.0.0.1:8080; tests run side by side.
+        .args(["--http-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -274,8 +276,19 @@ async fn the_embedded_default_creates_keys_once_and_keeps_verifying_across_resta
     let (status, _) = terminate(first);
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
 
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.path().join("managed/default/state.json")).unwrap(),
+    )
+    .unwrap();
+    let managed_kid = state["keys"][0]["kid"].as_str().unwrap();
+    assert_eq!(
+        managed_kid, issued.key_id,
+        "the default profile signs with its managed key"
+    );
+    let managed_file = format!("managed/default/{managed_kid}.pem");
     for file in [
-        "default-es256.pem",
+        managed_file.as_str(),
+        "managed/default/state.json",
         "default-ed25519.pem",
         "default-hs256.secret",
     ] {
@@ -428,4 +441,88 @@ async fn json_logs_carry_one_object_per_line_and_sigint_stops_cleanly() {
     assert_eq!(call["span"]["jti"], issued.token_id.as_str());
     assert!(call["latency_us"].is_u64());
     assert!(events.iter().any(|e| e["message"] == "stopped"));
+}
+
+/// Waits for a log line containing `needle` and returns it.
+fn wait_for_line(running: &Running, needle: &str) -> String {
+    loop {
+        let line = running
+            .lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_a_good_config_and_keeps_serving_the_old_one_when_the_new_one_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    let base = format!(
+        "[[keys]]\nid = \"es\"\nalgorithm = \"ES256\"\nprivate_key_file = {:?}\n\n[profiles.default]\nsigning_key = \"es\"\n",
+        fixture("ec-p256.pem")
+    );
+    std::fs::write(&config, &base).unwrap();
+    let running = start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let mut c = client(&running.addr).await;
+    let issue = |profile: &str| token_authority::proto::IssueRequest {
+        profile: profile.into(),
+        subject: "alice".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.issue(issue("second")).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+
+    std::fs::write(
+        &config,
+        base.clone() + "\n[profiles.second]\nsigning_key = \"es\"\n",
+    )
+    .unwrap();
+    let pid = libc::pid_t::try_from(running.child.id()).unwrap();
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    wait_for_line(&running, "configuration reloaded");
+    assert_eq!(
+        c.issue(issue("second")).await.unwrap().into_inner().key_id,
+        "es"
+    );
+
+    std::fs::write(
+        &config,
+        base + "\n[profiles.second]\nsigning_key = \"gone\"\n",
+    )
+    .unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let refused = wait_for_line(&running, "reload refused");
+    assert!(
+        refused.contains("service.toml") && refused.contains("\"gone\""),
+        "{refused}"
+    );
+    assert_eq!(
+        c.issue(issue("second")).await.unwrap().into_inner().key_id,
+        "es"
+    );
+    let health = Command::new(BIN)
+        .args(["healthcheck", "--addr", &running.addr])
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "still SERVING after a refused reload"
+    );
+
+    let (status, _) = terminate(running);
+    assert_eq!(status.code(), Some(0));
 }
