@@ -9,6 +9,14 @@
 //! cargo run --release --example load -- --rpc verify --profile sso --concurrency 64
 //! ```
 //!
+//! `--rotate-every-ms N` also calls `KeyAdmin/RotateKey` on the profile every N ms during the run
+//! (the service needs `[server] admin = true` and a managed profile), to measure calls while keys
+//! rotate under them, e.g. with `examples/managed.toml`:
+//!
+//! ```text
+//! cargo run --release --example load -- --rpc verify --profile internal --rotate-every-ms 100
+//! ```
+//!
 //! Every answer is checked (an error status or a refused token counts as a failure), so a fast
 //! run that fails is not mistaken for a fast service.
 
@@ -17,8 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use token_authority::proto::key_admin_client::KeyAdminClient;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
-use token_authority::proto::{IssueRequest, LoginUrlRequest, VerifyRequest};
+use token_authority::proto::{IssueRequest, LoginUrlRequest, RotateKeyRequest, VerifyRequest};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -49,6 +58,9 @@ struct Args {
     /// HTTP/2 connections the callers share.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Rotate the profile's managed key this often (milliseconds) while the load runs.
+    #[arg(long)]
+    rotate_every_ms: Option<u64>,
 }
 
 #[tokio::main]
@@ -72,6 +84,40 @@ async fn main() -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let admin_channel = match args.rotate_every_ms {
+        Some(_) => Some(endpoint.connect().await?),
+        None => None,
+    };
+    let rotator = args
+        .rotate_every_ms
+        .zip(admin_channel)
+        .map(|(every, channel)| {
+            let mut admin = KeyAdminClient::new(channel);
+            let (profile, next, total) = (args.profile.clone(), next.clone(), args.requests);
+            tokio::spawn(async move {
+                let mut took = Vec::new();
+                let mut tick = tokio::time::interval(Duration::from_millis(every.max(1)));
+                tick.tick().await;
+                while next.load(Ordering::Relaxed) < total {
+                    tick.tick().await;
+                    let t = Instant::now();
+                    let rotated = admin
+                        .rotate_key(RotateKeyRequest {
+                            profile: profile.clone(),
+                            revoke_previous: false,
+                        })
+                        .await;
+                    match rotated {
+                        Ok(_) => took.push(t.elapsed()),
+                        Err(status) => {
+                            eprintln!("RotateKey failed: {status}");
+                            break;
+                        }
+                    }
+                }
+                took
+            })
+        });
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency.max(1) {
         let client = clients[worker as usize % clients.len()].clone();
@@ -100,6 +146,18 @@ async fn main() -> anyhow::Result<()> {
         latencies.extend(task.await?);
     }
     let elapsed = started.elapsed();
+    if let Some(rotator) = rotator {
+        let mut took = rotator.await?;
+        took.sort();
+        if !took.is_empty() {
+            println!(
+                "rotations {}  RotateKey p50 {:?}  max {:?}",
+                took.len(),
+                took[took.len() / 2],
+                took.last().copied().unwrap_or_default()
+            );
+        }
+    }
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(

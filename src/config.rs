@@ -135,6 +135,9 @@ pub struct Config {
     pub keys: KeyStore,
     /// Profiles by name order; managed ones get their signing keys from the key manager.
     pub profiles: Vec<ProfileTemplate>,
+    /// Keys that `generate = true` would have created, made in memory only: filled by
+    /// [`Config::check`], always empty for a configuration that serves.
+    pub would_generate: Vec<(KeyId, PathBuf)>,
 }
 
 /// A checked profile before its managed keys are added.
@@ -182,16 +185,28 @@ pub enum ConfigSource<'a> {
 impl Config {
     /// Reads and checks a configuration. Relative key paths resolve against `data_dir`.
     pub fn load(source: ConfigSource<'_>, data_dir: &Path) -> anyhow::Result<Config> {
+        Config::read(source, data_dir, Writes::Allowed)
+    }
+
+    /// Reads and checks a configuration exactly as [`Config::load`] does, but writes nothing:
+    /// a key that `generate = true` would create is generated in memory and listed in
+    /// `would_generate`. For `config check`.
+    pub fn check(source: ConfigSource<'_>, data_dir: &Path) -> anyhow::Result<Config> {
+        Config::read(source, data_dir, Writes::Forbidden)
+    }
+
+    fn read(source: ConfigSource<'_>, data_dir: &Path, writes: Writes) -> anyhow::Result<Config> {
         let mut config = match source {
-            ConfigSource::Embedded => Config::from_toml(
+            ConfigSource::Embedded => Config::parse(
                 EMBEDDED_DEFAULT,
                 "examples/default.toml (embedded default)",
                 data_dir,
+                writes,
             ),
             ConfigSource::File(path) => {
                 let text = fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                Config::from_toml(&text, &path.display().to_string(), data_dir)
+                Config::parse(&text, &path.display().to_string(), data_dir, writes)
             }
         }?;
         config.source = match source {
@@ -216,6 +231,10 @@ impl Config {
 
     /// Parses and checks TOML text; `origin` names it in every error.
     pub fn from_toml(text: &str, origin: &str, data_dir: &Path) -> anyhow::Result<Config> {
+        Config::parse(text, origin, data_dir, Writes::Allowed)
+    }
+
+    fn parse(text: &str, origin: &str, data_dir: &Path, writes: Writes) -> anyhow::Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
         let server = &raw.server;
         let listen = server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
@@ -247,6 +266,7 @@ impl Config {
         }
 
         let mut store = KeyStore::default();
+        let mut would_generate = Vec::new();
         let mut windows: std::collections::HashMap<String, (Option<u64>, Option<u64>)> =
             std::collections::HashMap::new();
         for raw_key in &raw.keys {
@@ -261,7 +281,10 @@ impl Config {
                 bail!("{}: not_before must be earlier than not_after", in_key());
             }
             windows.insert(raw_key.id.clone(), (not_before, not_after));
-            let key = load_key(raw_key, data_dir).with_context(in_key)?;
+            let (key, generated) = load_key(raw_key, data_dir, writes).with_context(in_key)?;
+            if let Some(path) = generated {
+                would_generate.push((key.id().clone(), path));
+            }
             if let Err(key) = store.insert(key) {
                 bail!(
                     "{origin}: key {:?}: the id is used by another key; key ids must be unique",
@@ -303,8 +326,17 @@ impl Config {
             drain_timeout,
             keys: store,
             profiles,
+            would_generate,
         })
     }
+}
+
+/// Whether loading may create the key files `generate = true` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writes {
+    Allowed,
+    /// Generate in memory and report the file instead (`config check`).
+    Forbidden,
 }
 
 fn duration(text: Option<&str>, default: Duration) -> anyhow::Result<Duration> {
@@ -332,7 +364,12 @@ fn instant(value: Option<&toml::Value>) -> anyhow::Result<Option<u64>> {
     ))
 }
 
-fn load_key(raw: &RawKey, data_dir: &Path) -> anyhow::Result<Key> {
+/// Loads one key; with [`Writes::Forbidden`], also returns the file `generate` would have made.
+fn load_key(
+    raw: &RawKey,
+    data_dir: &Path,
+    writes: Writes,
+) -> anyhow::Result<(Key, Option<PathBuf>)> {
     let id = KeyId::parse(&raw.id)?;
     let algorithm: Algorithm = raw.algorithm.parse()?;
     let sources = [
@@ -384,6 +421,7 @@ fn load_key(raw: &RawKey, data_dir: &Path) -> anyhow::Result<Key> {
     }
 
     if is_secret {
+        let mut generated = None;
         let text = if let Some(var) = &raw.secret_env {
             std::env::var_os(var)
                 .ok_or_else(|| anyhow!("secret_env: environment variable {var} is not set"))?
@@ -393,7 +431,9 @@ fn load_key(raw: &RawKey, data_dir: &Path) -> anyhow::Result<Key> {
                 data_dir,
                 raw.secret_file.as_deref().unwrap_or(Path::new("")),
             );
-            let mut bytes = read_key_file(&path, raw.generate, algorithm, "secret_file")?;
+            let (mut bytes, made) =
+                read_key_file(&path, raw.generate, algorithm, "secret_file", writes)?;
+            generated = made;
             // Editors and `echo` end files with a newline that is not part of the secret.
             if bytes.ends_with(b"\r\n") {
                 bytes.truncate(bytes.len() - 2);
@@ -409,28 +449,32 @@ fn load_key(raw: &RawKey, data_dir: &Path) -> anyhow::Result<Key> {
             other => bail!("secret_encoding {other:?} is not \"raw\" or \"base64\""),
         };
         let secret = HmacSecret::new(algorithm, bytes)?;
-        return Ok(Key::from_hmac_secret(id, secret, algorithm)?);
+        return Ok((Key::from_hmac_secret(id, secret, algorithm)?, generated));
     }
     if let Some(file) = &raw.private_key_file {
         let path = resolve(data_dir, file);
-        let pem = read_key_file(&path, raw.generate, algorithm, "private_key_file")?;
-        return Key::from_private_pem(id, algorithm, &pem)
-            .with_context(|| format!("private_key_file {}", path.display()));
+        let (pem, generated) =
+            read_key_file(&path, raw.generate, algorithm, "private_key_file", writes)?;
+        let key = Key::from_private_pem(id, algorithm, &pem)
+            .with_context(|| format!("private_key_file {}", path.display()))?;
+        return Ok((key, generated));
     }
     if let Some(var) = &raw.private_key_env {
         let pem = std::env::var_os(var)
             .ok_or_else(|| anyhow!("private_key_env: environment variable {var} is not set"))?
             .into_encoded_bytes();
-        return Key::from_private_pem(id, algorithm, &pem)
-            .with_context(|| format!("private_key_env {var}"));
+        let key = Key::from_private_pem(id, algorithm, &pem)
+            .with_context(|| format!("private_key_env {var}"))?;
+        return Ok((key, None));
     }
     let path = resolve(
         data_dir,
         raw.public_key_file.as_deref().unwrap_or(Path::new("")),
     );
     let pem = fs::read(&path).with_context(|| format!("public_key_file {}", path.display()))?;
-    Key::from_public_pem(id, algorithm, &pem)
-        .with_context(|| format!("public_key_file {}", path.display()))
+    let key = Key::from_public_pem(id, algorithm, &pem)
+        .with_context(|| format!("public_key_file {}", path.display()))?;
+    Ok((key, None))
 }
 
 fn decode_base64(text: &[u8]) -> anyhow::Result<Vec<u8>> {
@@ -455,14 +499,20 @@ fn resolve(data_dir: &Path, path: &Path) -> PathBuf {
 }
 
 /// Reads a key file; with `generate`, first creates it with fresh key material if it is missing.
+/// With [`Writes::Forbidden`] the new material is returned without being written, together
+/// with the path it would have been written to.
 fn read_key_file(
     path: &Path,
     generate: bool,
     algorithm: Algorithm,
     field: &str,
-) -> anyhow::Result<Vec<u8>> {
+    writes: Writes,
+) -> anyhow::Result<(Vec<u8>, Option<PathBuf>)> {
     if generate && !path.exists() {
         let material = keys::generate(algorithm, &SystemRandom::new())?;
+        if writes == Writes::Forbidden {
+            return Ok((material.into_bytes(), Some(path.to_owned())));
+        }
         write_private_file(path, material.as_bytes()).with_context(|| {
             format!(
                 "{field} {}: cannot create the generated key",
@@ -477,7 +527,7 @@ fn read_key_file(
     {
         tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "key file is readable by other users; chmod 600 it");
     }
-    Ok(bytes)
+    Ok((bytes, None))
 }
 
 /// Writes a new file readable only by this user: temp file, fsync, rename, fsync the directory,

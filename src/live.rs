@@ -315,7 +315,7 @@ fn open_all(
             continue;
         };
         let name = template.spec.name.clone();
-        let dir = config.data_dir.join("managed").join(&name);
+        let dir = managed_dir(&config.data_dir, &name);
         let entry = match previous.get(&name) {
             Some(old) if old.spec == *spec && old.dir == dir => old.clone_state(),
             _ => {
@@ -372,37 +372,7 @@ impl Managed {
     /// does not name (a crash between writing a key and recording it) are deleted.
     fn open(profile: &str, spec: RotationSpec, dir: PathBuf) -> anyhow::Result<Managed> {
         config::create_private_dir(&dir)?;
-        let state_path = dir.join(STATE_FILE);
-        let records = match fs::read(&state_path) {
-            Ok(bytes) => {
-                let file: StateFile = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("{} is not a key state file", state_path.display()))?;
-                if file.version != 1 {
-                    bail!(
-                        "{}: state version {} is not supported",
-                        state_path.display(),
-                        file.version
-                    );
-                }
-                file.keys
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", state_path.display())),
-        };
-        let mut keys = HashMap::new();
-        for record in &records {
-            let path = dir.join(key_file_name(&record.kid, record.algorithm)?);
-            let bytes = fs::read(&path).with_context(|| {
-                format!(
-                    "{} names key {:?}, but its key file cannot be read",
-                    state_path.display(),
-                    record.kid
-                )
-            })?;
-            let key = load_material(&record.kid, record.algorithm, bytes)
-                .with_context(|| format!("key file {}", path.display()))?;
-            keys.insert(record.kid.clone(), Arc::new(key));
-        }
+        let (records, keys) = read_state(&dir)?.unwrap_or_default();
         let managed = Managed {
             profile: profile.to_owned(),
             spec,
@@ -494,6 +464,51 @@ impl Managed {
         }
     }
 }
+
+/// The managed key directory of `profile` under `data_dir`.
+pub fn managed_dir(data_dir: &std::path::Path, profile: &str) -> PathBuf {
+    data_dir.join("managed").join(profile)
+}
+
+/// Reads a managed key directory as a start-up would, without changing anything in it: the
+/// records of `state.json` and every key they name, parsed. `None` when there is no state yet.
+pub fn read_state(dir: &std::path::Path) -> anyhow::Result<Option<(Vec<KeyRecord>, KeyMap)>> {
+    let state_path = dir.join(STATE_FILE);
+    let records = match fs::read(&state_path) {
+        Ok(bytes) => {
+            let file: StateFile = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a key state file", state_path.display()))?;
+            if file.version != 1 {
+                bail!(
+                    "{}: state version {} is not supported",
+                    state_path.display(),
+                    file.version
+                );
+            }
+            file.keys
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", state_path.display())),
+    };
+    let mut keys = HashMap::new();
+    for record in &records {
+        let path = dir.join(key_file_name(&record.kid, record.algorithm)?);
+        let bytes = fs::read(&path).with_context(|| {
+            format!(
+                "{} names key {:?}, but its key file cannot be read",
+                state_path.display(),
+                record.kid
+            )
+        })?;
+        let key = load_material(&record.kid, record.algorithm, bytes)
+            .with_context(|| format!("key file {}", path.display()))?;
+        keys.insert(record.kid.clone(), Arc::new(key));
+    }
+    Ok(Some((records, keys)))
+}
+
+/// Managed keys by kid.
+pub type KeyMap = HashMap<String, Arc<Key>>;
 
 /// `<kid>.pem`, or `<kid>.secret` for HMAC; refuses kids that are not plain file names.
 fn key_file_name(kid: &str, algorithm: Algorithm) -> anyhow::Result<String> {

@@ -10,8 +10,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use token_authority::clock::SystemClock;
 use token_authority::config::{Config, ConfigSource};
-use token_authority::startup;
+use token_authority::keys::Algorithm;
 use token_authority::telemetry::{self, LogFormat};
+use token_authority::{startup, tools};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Signs, verifies and wraps JSON Web Tokens for other backends, over gRPC.
@@ -60,6 +61,72 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Create signing keys, or list the keys a running service holds.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Check a configuration without starting the service.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a private key (or HMAC secret) for a [[keys]] entry; prints its kid, public JWK
+    /// and a config snippet. Without --out nothing is written or printed.
+    Generate {
+        /// The JWS algorithm the key is for.
+        #[arg(long, value_parser = algorithm_parser())]
+        algorithm: Algorithm,
+        /// Write the key to this new file (mode 0600), or `-` for standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// RSA modulus size (RS*/PS* only): 2048, 3072 or 4096; 2048 unless given.
+        #[arg(long)]
+        bits: Option<usize>,
+        /// Replace the --out file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List every key of every profile of a running service (needs `[server] admin = true`).
+    List {
+        /// The service address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// Only this profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load and check a configuration exactly as `serve` would, and print what it holds;
+    /// writes nothing (keys that would be generated are not).
+    Check {
+        /// A TOML configuration file; without it the embedded examples/default.toml is checked.
+        #[arg(long, env = "TOKEN_AUTHORITY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Directory for generated keys; relative key paths in the config resolve against it.
+        #[arg(long, default_value = "./data", env = "TOKEN_AUTHORITY_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+/// The algorithm names, listed in `--help` and in the error for an unknown one.
+fn algorithm_parser() -> impl clap::builder::TypedValueParser<Value = Algorithm> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+    PossibleValuesParser::new(Algorithm::ALL.map(Algorithm::name))
+        .try_map(|name| name.parse::<Algorithm>())
 }
 
 fn main() -> ExitCode {
@@ -89,6 +156,40 @@ fn main() -> ExitCode {
             service,
             timeout,
         } => runtime.block_on(healthcheck(&addr, service, timeout)),
+        Command::Keys { command } => {
+            tools::init_logging(cli.log_format);
+            match command {
+                KeysCommand::Generate {
+                    algorithm,
+                    out,
+                    bits,
+                    force,
+                } => tools::generate_key(&tools::GenerateOptions {
+                    algorithm,
+                    out,
+                    bits,
+                    force,
+                }),
+                KeysCommand::List {
+                    addr,
+                    profile,
+                    json,
+                    timeout,
+                } => runtime.block_on(tools::list_keys(&tools::ListOptions {
+                    addr,
+                    profile,
+                    json,
+                    timeout,
+                })),
+            }
+            .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { config, data_dir },
+        } => {
+            tools::init_logging(cli.log_format);
+            tools::check_config(config.as_deref(), &data_dir).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

@@ -237,7 +237,10 @@ async fn rotate_key_with_revoke_previous_stops_the_old_key_verifying_at_once() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(rotated.revoked_key_ids, [before.key_id.clone()]);
+    assert_eq!(
+        rotated.revoked_key_ids,
+        std::slice::from_ref(&before.key_id)
+    );
 
     let refused = app.verify("rotating", &before.token).await;
     assert!(!refused.valid);

@@ -2,10 +2,12 @@
 //! to it through the generated gRPC client, as a calling service would.
 
 mod admin;
+mod cli;
 mod config;
 mod helpers;
 mod interop;
 mod issue;
+mod jwks;
 mod login_url;
 mod operations;
 mod reload;

@@ -1,0 +1,611 @@
+//! The operator subcommands, run as the real binary: `keys generate`, `keys list`, `config check`.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use token_authority::proto::token_authority_client::TokenAuthorityClient;
+use token_authority::proto::{IssueRequest, VerifyRequest};
+
+use crate::helpers::ALGORITHMS;
+
+const BIN: &str = env!("CARGO_BIN_EXE_token-authority");
+
+/// Runs `token-authority ARGS…` without the environment variables that would change its defaults.
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("TOKEN_AUTHORITY_CONFIG")
+        .env_remove("TOKEN_AUTHORITY_DATA_DIR")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// The file names in `dir`, recursively, relative to it.
+fn tree(dir: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            found.insert(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// `token-authority serve`, killed when dropped so a failing test leaves no server behind.
+struct Serving {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve --config CONFIG --data-dir DATA --listen 127.0.0.1:0` and waits for its
+/// "listening" line (as `operations::start` does).
+fn serve(config: &Path, data: &Path) -> Serving {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "info")
+        .env_remove("TOKEN_AUTHORITY_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut serving = Serving {
+        child,
+        addr: String::new(),
+    };
+    serving.addr = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server logs a listening line");
+        if line.contains("listening") {
+            let addr = line.split("addr=").nth(1).unwrap();
+            break addr.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    serving
+}
+
+/// `keys generate --algorithm ALG --out FILE` must succeed; returns its stdout.
+fn generate(alg: &str, file: &Path) -> String {
+    let out = run(&[
+        "keys",
+        "generate",
+        "--algorithm",
+        alg,
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{alg}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// The `[[keys]]` snippet at the end of `keys generate` output, parsed.
+fn snippet(report: &str) -> (String, toml::Table) {
+    let text = &report[report.find("[[keys]]").expect("a [[keys]] snippet")..];
+    let table: toml::Table = toml::from_str(text).unwrap();
+    let key = table["keys"].as_array().unwrap()[0]
+        .as_table()
+        .unwrap()
+        .clone();
+    (text.to_owned(), key)
+}
+
+/// The value after `label` on its line of a report.
+fn field<'a>(report: &'a str, label: &str) -> Option<&'a str> {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(str::trim)
+}
+
+/// RFC 7638, computed here from the printed JWK rather than by the code under test.
+fn thumbprint(jwk: &Value) -> String {
+    use base64::Engine as _;
+    let members: &[&str] = match jwk["kty"].as_str().unwrap() {
+        "EC" => &["crv", "kty", "x", "y"],
+        "OKP" => &["crv", "kty", "x"],
+        "RSA" => &["e", "kty", "n"],
+        other => panic!("unexpected kty {other}"),
+    };
+    let mut canonical = serde_json::Map::new();
+    for m in members {
+        canonical.insert((*m).to_owned(), jwk[*m].clone());
+    }
+    let json = serde_json::to_string(&Value::Object(canonical)).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, json.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_generate_makes_a_private_key_for_every_algorithm_that_config_check_and_serve_load() {
+    let dir = tempfile::tempdir().unwrap();
+    // RSA keys take seconds each in a debug build; make all twelve at once.
+    let reports: Vec<(String, String)> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = ALGORITHMS
+            .iter()
+            .map(|alg| {
+                let file = dir.path().join(format!("{}.key", alg.to_lowercase()));
+                scope.spawn(move || (alg.to_string(), generate(alg, &file)))
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+
+    let mut config = String::new();
+    for (alg, report) in &reports {
+        let file = dir.path().join(format!("{}.key", alg.to_lowercase()));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{alg}: the key file is private");
+        let material = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !report.contains(material.trim()) && !report.contains("PRIVATE KEY"),
+            "{alg}: the key itself is never printed:\n{report}"
+        );
+        assert_eq!(field(report, "algorithm:"), Some(alg.as_str()));
+
+        let (text, key) = snippet(report);
+        assert_eq!(key["algorithm"].as_str(), Some(alg.as_str()), "{text}");
+        let id = key["id"].as_str().unwrap().to_owned();
+        if alg.starts_with("HS") {
+            assert_eq!(
+                key["secret_file"].as_str(),
+                Some(file.to_str().unwrap()),
+                "{text}"
+            );
+            assert!(report.contains("yours to choose"), "{report}");
+            assert!(!report.contains("public JWK:"), "{report}");
+        } else {
+            assert_eq!(
+                key["private_key_file"].as_str(),
+                Some(file.to_str().unwrap()),
+                "{text}"
+            );
+            let jwk: Value = serde_json::from_str(field(report, "public JWK:").unwrap()).unwrap();
+            assert!(jwk.get("d").is_none(), "{alg}: the JWK is public only");
+            assert_eq!(jwk["alg"], alg.as_str());
+            let kid = field(report, "kid:").unwrap();
+            assert_eq!(
+                kid,
+                thumbprint(&jwk),
+                "{alg}: the kid is the RFC 7638 thumbprint"
+            );
+            assert_eq!(jwk["kid"], kid);
+            assert_eq!(id, kid, "{alg}: the snippet uses the kid");
+        }
+        config.push_str(&text);
+        config.push_str(&format!(
+            "\n[profiles.{}]\nsigning_key = {}\n\n",
+            alg.to_lowercase(),
+            toml::Value::String(id)
+        ));
+    }
+    let config_file = dir.path().join("generated.toml");
+    std::fs::write(&config_file, &config).unwrap();
+    let data = tempfile::tempdir().unwrap();
+
+    let check = run(&[
+        "config",
+        "check",
+        "--config",
+        config_file.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    let listing = stdout(&check);
+    for alg in ALGORITHMS {
+        assert!(
+            listing.contains(&format!("  {}\n", alg.to_lowercase())),
+            "profile of {alg} listed:\n{listing}"
+        );
+    }
+
+    let server = serve(&config_file, data.path());
+    let mut client = TokenAuthorityClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    for alg in ALGORITHMS {
+        let profile = alg.to_lowercase();
+        let issued = client
+            .issue(IssueRequest {
+                profile: profile.clone(),
+                subject: "alice".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(issued.algorithm, alg);
+        let verified = client
+            .verify(VerifyRequest {
+                token: issued.token,
+                profile,
+                audience: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(verified.valid, "{alg}: {}", verified.detail);
+        assert_eq!(verified.subject, "alice");
+    }
+}
+
+#[test]
+fn keys_generate_refuses_to_overwrite_a_file_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("existing.pem");
+    std::fs::write(&file, "keep me").unwrap();
+    let path = file.to_str().unwrap();
+
+    let refused = run(&["keys", "generate", "--algorithm", "ES256", "--out", path]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("--force"), "{}", stderr(&refused));
+    assert!(stdout(&refused).is_empty());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+
+    let forced = run(&[
+        "keys",
+        "generate",
+        "--algorithm",
+        "ES256",
+        "--out",
+        path,
+        "--force",
+    ]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let pem = pem::parse(std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(pem.tag(), "PRIVATE KEY");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn keys_generate_refuses_bits_for_an_algorithm_that_is_not_rsa() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("es256.pem");
+    let out = run(&[
+        "keys",
+        "generate",
+        "--algorithm",
+        "ES256",
+        "--bits",
+        "2048",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.contains("--bits") && message.contains("ES256"),
+        "{message}"
+    );
+    assert!(!file.exists());
+
+    let odd = run(&[
+        "keys",
+        "generate",
+        "--algorithm",
+        "RS256",
+        "--bits",
+        "1024",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(odd.status.code(), Some(1));
+    assert!(
+        stderr(&odd).contains("2048, 3072 or 4096"),
+        "{}",
+        stderr(&odd)
+    );
+    assert!(!file.exists());
+}
+
+#[test]
+fn keys_generate_to_stdout_prints_only_the_private_key() {
+    for alg in ["ES256", "EdDSA"] {
+        let out = run(&["keys", "generate", "--algorithm", alg, "--out", "-"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let blocks = pem::parse_many(&text).unwrap();
+        assert_eq!(blocks.len(), 1, "{text}");
+        assert_eq!(blocks[0].tag(), "PRIVATE KEY");
+        assert!(text.trim_start().starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(text.trim_end().ends_with("-----END PRIVATE KEY-----"));
+        // What describes the key goes to stderr, where it cannot end up in a redirected file.
+        let info = stderr(&out);
+        assert!(
+            info.contains("kid:") && info.contains("public JWK:"),
+            "{info}"
+        );
+        assert!(!info.contains("PRIVATE KEY"), "{info}");
+    }
+    let secret = run(&["keys", "generate", "--algorithm", "HS256", "--out", "-"]);
+    assert!(secret.status.success());
+    assert_eq!(
+        stdout(&secret).trim_end().len(),
+        43,
+        "32 bytes as base64url"
+    );
+}
+
+#[test]
+fn keys_generate_without_out_refuses_and_prints_nothing_secret() {
+    for alg in ["ES256", "HS256", "RS256"] {
+        let out = run(&["keys", "generate", "--algorithm", alg]);
+        assert_eq!(out.status.code(), Some(1), "{alg}");
+        assert!(out.stdout.is_empty(), "{alg}: {}", stdout(&out));
+        let message = stderr(&out);
+        assert!(
+            message.contains("--out FILE") && message.contains("--out -"),
+            "{message}"
+        );
+        assert!(!message.contains("PRIVATE KEY"), "{message}");
+    }
+}
+
+#[test]
+fn config_check_on_a_broken_config_fails_as_serve_does_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broken.toml");
+    // The first key would be generated on first start; the second cannot load.
+    std::fs::write(
+        &config,
+        "[[keys]]\nid = \"fresh\"\nalgorithm = \"ES256\"\nprivate_key_file = \"fresh.pem\"\ngenerate = true\n\n\
+         [[keys]]\nid = \"sso-2026\"\nalgorithm = \"HS256\"\nsecret_file = \"short.secret\"\n\n\
+         [profiles.default]\nsigning_key = \"fresh\"\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("short.secret"), "too-short").unwrap();
+    let before = tree(data.path());
+
+    let out = run(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    let message = stderr(&out);
+    let error = message.lines().last().unwrap();
+    assert!(error.starts_with("error: "), "{message}");
+    for part in ["broken.toml", "\"sso-2026\"", "9 bytes", "32"] {
+        assert!(error.contains(part), "{part} missing from {error}");
+    }
+    assert_eq!(
+        tree(data.path()),
+        before,
+        "config check wrote into the data dir"
+    );
+
+    // `serve` on a copy of the data dir stops with the very same message.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        data.path().join("short.secret"),
+        copy.path().join("short.secret"),
+    )
+    .unwrap();
+    let served = run(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        copy.path().to_str().unwrap(),
+    ]);
+    assert_eq!(served.status.code(), Some(1));
+    let serve_error = stderr(&served);
+    assert_eq!(
+        serve_error.lines().last().unwrap(),
+        error.replace(data.path().to_str().unwrap(), copy.path().to_str().unwrap())
+    );
+    assert!(
+        copy.path().join("fresh.pem").exists(),
+        "serve itself does generate the key"
+    );
+}
+
+#[test]
+fn config_check_never_creates_a_generated_key_even_at_an_absolute_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let absolute = dir.path().join("keys").join("absolute.pem");
+    let config = dir.path().join("abs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[keys]]\nid = \"abs\"\nalgorithm = \"EdDSA\"\nprivate_key_file = {}\ngenerate = true\n\n[profiles.default]\nsigning_key = \"abs\"\n",
+            toml::Value::String(absolute.to_str().unwrap().to_owned())
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = run(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(
+        listing.contains("does not exist yet") && listing.contains("absolute.pem"),
+        "{listing}"
+    );
+    assert!(!absolute.exists() && !absolute.parent().unwrap().exists());
+    assert!(!data.exists());
+}
+
+#[test]
+fn config_check_on_the_embedded_default_lists_its_profiles_and_leaves_the_data_dir_empty() {
+    let data = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "config",
+        "check",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(listing.contains("embedded default"), "{listing}");
+    for profile in ["default", "eddsa", "sso"] {
+        assert!(
+            listing.contains(&format!("\n  {profile}\n")),
+            "{profile} missing from:\n{listing}"
+        );
+    }
+    assert!(listing.contains("listen:"), "{listing}");
+    assert!(listing.contains("admin:"), "{listing}");
+    assert!(tree(data.path()).is_empty(), "{:?}", tree(data.path()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_list_shows_the_active_managed_key_of_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("admin.toml");
+    std::fs::write(
+        &config,
+        "[server]\nadmin = true\n\n[profiles.x]\nissuer = \"https://auth.test\"\n\n[profiles.x.rotation]\nalgorithm = \"ES256\"\nrotate_every = \"1h\"\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = serve(&config, data.path());
+
+    let text = run(&["keys", "list", "--addr", &server.addr]);
+    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    let listing = stdout(&text);
+    for part in [
+        "admin.toml",
+        "profile x (managed keys)",
+        "state:      active",
+        "source:     managed",
+        "algorithm:  ES256",
+        "remove:     ",
+        "public JWK: {",
+    ] {
+        assert!(listing.contains(part), "{part} missing from:\n{listing}");
+    }
+
+    let json = run(&[
+        "keys",
+        "list",
+        "--addr",
+        &server.addr,
+        "--profile",
+        "x",
+        "--json",
+    ]);
+    assert_eq!(json.status.code(), Some(0), "{}", stderr(&json));
+    let doc: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        doc["config_origin"]
+            .as_str()
+            .unwrap()
+            .ends_with("admin.toml")
+    );
+    assert!(doc["last_reload_error"].is_null());
+    let profiles = doc["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 1);
+    assert_eq!(profiles[0]["profile"], "x");
+    assert_eq!(profiles[0]["managed"], true);
+    let active: Vec<&Value> = profiles[0]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["state"] == "active")
+        .collect();
+    assert_eq!(active.len(), 1, "{doc:#}");
+    let key = active[0];
+    let kid = key["key_id"].as_str().unwrap();
+    assert_eq!(key["public_jwk"]["kid"], kid);
+    assert_eq!(kid, thumbprint(&key["public_jwk"]));
+    let active_at = key["active_at"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(active_at).is_ok(), "{active_at}");
+    assert!(active_at.ends_with('Z'));
+
+    // config check reads the managed state serve wrote, and writes nothing itself.
+    let before = tree(data.path());
+    let check = run(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    let report = stdout(&check);
+    assert!(report.contains("admin:         on"), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains(kid) && l.contains("active")),
+        "{report}"
+    );
+    assert_eq!(tree(data.path()), before);
+
+    let missing = run(&["keys", "list", "--addr", &server.addr, "--profile", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("nope"), "{}", stderr(&missing));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_list_against_a_server_without_admin_says_how_to_enable_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plain.toml");
+    std::fs::write(
+        &config,
+        "[[keys]]\nid = \"k\"\nalgorithm = \"EdDSA\"\nprivate_key_file = \"k.pem\"\ngenerate = true\n\n[profiles.default]\nsigning_key = \"k\"\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = serve(&config, data.path());
+
+    let out = run(&["keys", "list", "--addr", &server.addr]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let message = stderr(&out);
+    assert!(
+        message.contains("admin service is disabled") && message.contains("admin = true"),
+        "{message}"
+    );
+}
