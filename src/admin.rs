@@ -18,12 +18,25 @@ use crate::service::{finish, timestamp};
 /// Answers `tokenauthority.v1.KeyAdmin`.
 pub struct KeyAdminService {
     live: Arc<Live>,
+    enabled: bool,
 }
 
+/// What a caller of a disabled admin service is told.
+const DISABLED: &str = "tokenauthority.v1.KeyAdmin is disabled on this server: it has no caller authentication yet, so it is served only when the configuration says [server] admin = true";
+
 impl KeyAdminService {
-    /// Administers the live profiles.
-    pub fn new(live: Arc<Live>) -> KeyAdminService {
-        KeyAdminService { live }
+    /// Administers the live profiles; when not `enabled`, every call is refused with
+    /// UNIMPLEMENTED and a message saying how to enable it.
+    pub fn new(live: Arc<Live>, enabled: bool) -> KeyAdminService {
+        KeyAdminService { live, enabled }
+    }
+
+    fn check_enabled(&self) -> Result<(), Status> {
+        if self.enabled {
+            Ok(())
+        } else {
+            Err(Status::unimplemented(DISABLED))
+        }
     }
 
     fn now(&self) -> u64 {
@@ -98,6 +111,7 @@ impl KeyAdmin for KeyAdminService {
         &self,
         request: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
+        self.check_enabled()?;
         let started = Instant::now();
         finish(started, self.list_inner(request.into_inner()))
     }
@@ -107,6 +121,7 @@ impl KeyAdmin for KeyAdminService {
         &self,
         request: Request<proto::RotateKeyRequest>,
     ) -> Result<Response<proto::RotateKeyResponse>, Status> {
+        self.check_enabled()?;
         let started = Instant::now();
         finish(started, self.rotate_inner(request.into_inner()).await)
     }
@@ -116,6 +131,7 @@ impl KeyAdmin for KeyAdminService {
         &self,
         _request: Request<proto::ReloadRequest>,
     ) -> Result<Response<proto::ReloadResponse>, Status> {
+        self.check_enabled()?;
         let started = Instant::now();
         finish(started, self.reload_inner().await)
     }

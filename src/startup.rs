@@ -116,24 +116,37 @@ async fn serve_live(
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection lists only what is served: KeyAdmin shares the proto file but may be off.
+    let reflection = || {
+        let builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+            .with_service_name(SERVICE_NAME);
+        if admin {
+            builder.with_service_name(ADMIN_SERVICE_NAME)
+        } else {
+            builder
+        }
+    };
+    // Each version also describes the other, since both are listed.
+    let reflection_v1 = reflection()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
     // grpcurl and many tools still speak only the v1alpha reflection protocol.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("building the reflection service")?;
     let token_service = TokenAuthorityServer::new(TokenAuthorityService::new(live.clone()))
         .max_decoding_message_size(max_request_bytes);
-    // Until callers are authenticated, key administration is off unless asked for.
-    let admin_service = admin.then(|| {
-        KeyAdminServer::new(KeyAdminService::new(live.clone()))
-            .max_decoding_message_size(max_request_bytes)
-    });
+    // Until callers are authenticated, key administration is off unless asked for; off, it
+    // still answers, to say so (a bare UNIMPLEMENTED would leave operators guessing).
+    let admin_service = KeyAdminServer::new(KeyAdminService::new(live.clone(), admin))
+        .max_decoding_message_size(max_request_bytes);
 
     {
         let snapshot = live.current();
@@ -222,7 +235,7 @@ async fn serve_live(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(token_service)
-        .add_optional_service(admin_service)
+        .add_service(admin_service)
         .serve_with_incoming_shutdown(incoming, signal);
 
     tokio::select! {

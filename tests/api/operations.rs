@@ -90,6 +90,10 @@ async fn reflection_lists_the_services_and_describes_the_api_without_a_proto_fil
             "{want} missing from {names:?}"
         );
     }
+    assert!(
+        !names.iter().any(|n| n == "tokenauthority.v1.KeyAdmin"),
+        "the admin service is off in this config, so reflection must not offer it: {names:?}"
+    );
 
     // The descriptors of our API and of the well-known types it imports are all served, so
     // grpcurl can turn JSON into requests with google.protobuf.Struct and Duration.
