@@ -73,14 +73,27 @@ async fn all_keys(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response
     document(&snapshot, &headers, jwks::document(&keys))
 }
 
+/// The profile a `/profiles/{name}/…` path names; an empty name is not "default" here.
+fn named<'s>(snapshot: &'s Snapshot, name: &str) -> Option<&'s Profile> {
+    snapshot
+        .profiles
+        .get(name)
+        .filter(|_| !name.is_empty())
+        .map(|p| p.as_ref())
+}
+
+fn no_such_profile(name: &str) -> Response {
+    not_found(&format!("profile {:?} does not exist", clip(name)))
+}
+
 async fn profile_keys(
     State(live): State<Arc<Live>>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     let snapshot = live.current();
-    let Some(profile) = snapshot.profiles.get(&name).filter(|_| !name.is_empty()) else {
-        return not_found(&format!("profile {:?} does not exist", clip(&name)));
+    let Some(profile) = named(&snapshot, &name) else {
+        return no_such_profile(&name);
     };
     let keys = jwks::for_profile(profile, now(&live));
     document(&snapshot, &headers, jwks::document(&keys))
@@ -92,8 +105,8 @@ async fn profile_discovery(
     headers: HeaderMap,
 ) -> Response {
     let snapshot = live.current();
-    let Some(profile) = snapshot.profiles.get(&name).filter(|_| !name.is_empty()) else {
-        return not_found(&format!("profile {:?} does not exist", clip(&name)));
+    let Some(profile) = named(&snapshot, &name) else {
+        return no_such_profile(&name);
     };
     let Some(issuer) = profile.issuer() else {
         return not_found(&format!(

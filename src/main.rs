@@ -210,6 +210,8 @@ async fn serve(
         Some(path) => ConfigSource::File(path),
         None => ConfigSource::Embedded,
     };
+    // Taken over before anything slow, so an early SIGHUP cannot end the process (its default).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let started = std::time::Instant::now();
     let config = Config::load(source, &data_dir)?;
     tracing::info!(
@@ -230,7 +232,7 @@ async fn serve(
         None => None,
     };
     let server = startup::Server::new(config, Arc::new(SystemClock))?;
-    tokio::spawn(reload_on_sighup(server.live()));
+    tokio::spawn(reload_on_sighup(hangups, server.live()));
     server
         .serve(startup::Listeners { grpc, http }, shutdown_signal())
         .await?;
@@ -238,9 +240,11 @@ async fn serve(
 }
 
 /// Reloads the configuration on every SIGHUP; a refused reload is logged by `reload` itself.
-async fn reload_on_sighup(live: Arc<token_authority::live::Live>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
+async fn reload_on_sighup(
+    hangups: std::io::Result<tokio::signal::unix::Signal>,
+    live: Arc<token_authority::live::Live>,
+) {
+    let mut hangups = match hangups {
         Ok(stream) => stream,
         Err(e) => {
             tracing::error!(error = %e, "cannot listen for SIGHUP; reload only through the Reload RPC");

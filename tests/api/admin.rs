@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use token_authority::proto::{
-    KeyState, ListKeysRequest, ProfileKeys, RotateKeyRequest, VerifyFailure,
+    KeyState, ListKeysRequest, ProfileKeys, RotateKeyRequest, RotateKeyResponse, VerifyFailure,
 };
 use tonic::Code;
 
@@ -66,6 +66,21 @@ async fn keys_of(app: &TestApp, profile: &str) -> ProfileKeys {
         .into_inner();
     assert_eq!(answer.profiles.len(), 1);
     answer.profiles.into_iter().next().unwrap()
+}
+
+async fn rotate(
+    app: &TestApp,
+    profile: &str,
+    revoke_previous: bool,
+) -> Result<RotateKeyResponse, tonic::Status> {
+    app.admin
+        .clone()
+        .rotate_key(RotateKeyRequest {
+            profile: profile.into(),
+            revoke_previous,
+        })
+        .await
+        .map(|answer| answer.into_inner())
 }
 
 fn seconds(t: &Option<prost_types::Timestamp>) -> i64 {
@@ -171,16 +186,7 @@ async fn rotate_key_signs_with_a_new_key_at_once_while_the_old_one_keeps_verifyi
     let app = spawn_app_with(&admin_config()).await;
     let before = app.issue("rotating", "alice").await;
 
-    let rotated = app
-        .admin
-        .clone()
-        .rotate_key(RotateKeyRequest {
-            profile: "rotating".into(),
-            revoke_previous: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let rotated = rotate(&app, "rotating", false).await.unwrap();
     assert_ne!(rotated.new_key_id, before.key_id);
     assert!(rotated.revoked_key_ids.is_empty());
 
@@ -241,16 +247,7 @@ async fn rotate_key_with_revoke_previous_stops_the_old_key_verifying_at_once() {
     let app = spawn_app_with(&admin_config()).await;
     let before = app.issue("rotating", "alice").await;
 
-    let rotated = app
-        .admin
-        .clone()
-        .rotate_key(RotateKeyRequest {
-            profile: "rotating".into(),
-            revoke_previous: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let rotated = rotate(&app, "rotating", true).await.unwrap();
     assert_eq!(
         rotated.revoked_key_ids,
         std::slice::from_ref(&before.key_id)
@@ -274,15 +271,7 @@ async fn rotate_key_with_revoke_previous_stops_the_old_key_verifying_at_once() {
 #[tokio::test]
 async fn rotate_key_refuses_file_profiles_and_unknown_profiles_clearly() {
     let app = spawn_app_with(&admin_config()).await;
-    let status = app
-        .admin
-        .clone()
-        .rotate_key(RotateKeyRequest {
-            profile: "files".into(),
-            revoke_previous: false,
-        })
-        .await
-        .unwrap_err();
+    let status = rotate(&app, "files", false).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(
         status.message().contains("not_before"),
@@ -290,15 +279,7 @@ async fn rotate_key_refuses_file_profiles_and_unknown_profiles_clearly() {
         status.message()
     );
 
-    let status = app
-        .admin
-        .clone()
-        .rotate_key(RotateKeyRequest {
-            profile: "nope".into(),
-            revoke_previous: false,
-        })
-        .await
-        .unwrap_err();
+    let status = rotate(&app, "nope", false).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert!(status.message().contains("\"nope\""));
 }
@@ -307,16 +288,7 @@ async fn rotate_key_refuses_file_profiles_and_unknown_profiles_clearly() {
 async fn a_rotation_by_an_operator_survives_a_restart() {
     let data_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let mut app = spawn_app_in(&admin_config(), data_dir.clone()).await;
-    let rotated = app
-        .admin
-        .clone()
-        .rotate_key(RotateKeyRequest {
-            profile: "rotating".into(),
-            revoke_previous: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let rotated = rotate(&app, "rotating", false).await.unwrap();
     let token = app.issue("rotating", "alice").await;
     app.trigger_shutdown();
     app.wait_stopped().await.unwrap();
