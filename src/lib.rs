@@ -35,8 +35,8 @@ pub mod rotation;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
-pub mod tools;
 pub mod token;
+pub mod tools;
 
 /// Generated protobuf types, gRPC server and client for `tokenauthority.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -246,13 +246,19 @@ pub fn rotate_now(
         let mut record = record.clone();
         let t = &mut record.times;
         if t.state_at(now) == KeyState::Active {
+            // Tokens it signed may have been issued under a longer max_ttl than today's (a
+            // reload shortened it), and its planned verify span already covers that.
+            let verify_span = t
+                .remove_at
+                .saturating_sub(t.retire_at)
+                .max(spec.verify_after);
             t.retire_at = now;
             if revoke_previous {
                 t.remove_at = now;
                 revoked.push(record.clone());
                 continue;
             }
-            t.remove_at = now.saturating_add(spec.verify_after);
+            t.remove_at = now.saturating_add(verify_span);
         }
         moved.push(record);
     }

@@ -41,6 +41,8 @@ pub struct Listeners {
 /// A service ready to serve: configuration checked, managed keys on schedule, profiles built.
 pub struct Server {
     live: Arc<Live>,
+    /// Whether a background task keeps managed keys on schedule (tests call `Live::tick`).
+    rotation_task: bool,
     origin: String,
     admin: bool,
     max_request_bytes: usize,
@@ -74,11 +76,19 @@ impl Server {
         let live = Live::start(config, clock)?;
         Ok(Server {
             live,
+            rotation_task: true,
             origin,
             admin,
             max_request_bytes,
             drain_timeout,
         })
+    }
+
+    /// Leaves managed keys to explicit [`Live::tick`] calls instead of a background task: for
+    /// tests on a manual clock, where a task waking in real time would race the test.
+    pub fn without_rotation_task(mut self) -> Server {
+        self.rotation_task = false;
+        self
     }
 
     /// The live profiles, for reload (SIGHUP) and for tests that drive rotation by hand.
@@ -103,6 +113,7 @@ async fn serve_live(
 ) -> anyhow::Result<()> {
     let Server {
         live,
+        rotation_task,
         origin,
         admin,
         max_request_bytes,
@@ -188,10 +199,12 @@ async fn serve_live(
     );
 
     let stopping = CancellationToken::new();
-    let rotation = tokio::spawn(
-        live.clone()
-            .run_rotation(stopping.clone().cancelled_owned()),
-    );
+    let rotation = rotation_task.then(|| {
+        tokio::spawn(
+            live.clone()
+                .run_rotation(stopping.clone().cancelled_owned()),
+        )
+    });
     let http = listeners.http.map(|listener| {
         let live = live.clone();
         let stop = stopping.clone().cancelled_owned();
@@ -250,7 +263,9 @@ async fn serve_live(
             tracing::warn!(?drain_timeout, "calls still open after the drain timeout; closing them");
         }
     }
-    rotation.abort();
+    if let Some(rotation) = rotation {
+        rotation.abort();
+    }
     if let Some(http) = http {
         // The HTTP documents are small and stateless; give them the same drain time at most.
         let _ = tokio::time::timeout(drain_timeout, http).await;

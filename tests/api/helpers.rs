@@ -181,7 +181,11 @@ pub enum Source {
 }
 
 /// Starts the server on `source` in `data_dir`, its clock stopped at `start_at`.
-pub async fn start(source: Source, data_dir: Arc<tempfile::TempDir>, start_at: SystemTime) -> TestApp {
+pub async fn start(
+    source: Source,
+    data_dir: Arc<tempfile::TempDir>,
+    start_at: SystemTime,
+) -> TestApp {
     install_log_capture();
     for (name, secret) in [
         ("hs256", HS256_SECRET),
@@ -193,9 +197,7 @@ pub async fn start(source: Source, data_dir: Arc<tempfile::TempDir>, start_at: S
     test_env();
     let config = match &source {
         Source::Text(text) => Config::from_toml(text, "test config", data_dir.path()).unwrap(),
-        Source::File(path) => {
-            Config::load(ConfigSource::File(path), data_dir.path()).unwrap()
-        }
+        Source::File(path) => Config::load(ConfigSource::File(path), data_dir.path()).unwrap(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -203,7 +205,10 @@ pub async fn start(source: Source, data_dir: Arc<tempfile::TempDir>, start_at: S
     let http_base = format!("http://{}", http.local_addr().unwrap());
     let clock = Arc::new(ManualClock::new(start_at));
     let (tx, rx) = oneshot::channel();
-    let app = startup::Server::new(config, clock.clone()).unwrap();
+    // The test moves the clock and calls `live.tick()` itself.
+    let app = startup::Server::new(config, clock.clone())
+        .unwrap()
+        .without_rotation_task();
     let live = app.live();
     let listeners = startup::Listeners {
         grpc: listener,

@@ -9,6 +9,7 @@ mod interop;
 mod issue;
 mod jwks;
 mod login_url;
+mod managed;
 mod operations;
 mod reload;
 mod verify;
