@@ -156,6 +156,9 @@ impl Live {
                 Ok(()) => changed = true,
                 Err(e) => {
                     tracing::error!(profile = %managed.profile, error = %format!("{e:#}"), "key rotation failed; retrying shortly");
+                    // A key file written before the failure is left for the next start to
+                    // delete: if the failure came after state.json was renamed into place (a
+                    // failed directory fsync), that file is already named there.
                     managed.next_at = now + 5;
                     failures.push(format!("profile {:?}: {e:#}", managed.profile));
                 }
