@@ -1,6 +1,7 @@
 //! The configuration file: serde structs that mirror the TOML, turned by [`Config::from_toml`]
-//! into one checked [`Config`] whose profiles hold their keys. This is the only module that
-//! reads files or the environment, and the only one that writes (generated key files).
+//! into one checked [`Config`] of keys and profile templates. This is the only module that
+//! reads configured key files or the environment, and it writes generated key files; managed
+//! key directories belong to [`crate::live`].
 //!
 //! Every error names where it came from: the file, the key id or profile, the field, the reason.
 

@@ -7,9 +7,10 @@
 //! - [`token`]: issue and verify as pure functions of (profile, input, time).
 //! - [`rotation`]: managed key rotation as a pure function of (key records, now).
 //! - [`login_url`]: the login URL template and the `next` rule; issues login links.
-//! - [`config`]: the TOML file → a checked [`config::Config`]; the only code that reads key
-//!   files, secrets from the environment, or writes generated keys.
-//! - [`live`]: the profiles served now; rotation and reload build new ones and swap them in.
+//! - [`config`]: the TOML file → a checked [`config::Config`]; the only code that reads
+//!   configured key files and secrets from the environment, or writes generated key files.
+//! - [`live`]: the profiles served now; rotation and reload build new ones and swap them in;
+//!   reads and writes the managed key directories.
 //! - [`jwks`]: JWK Sets and OpenID discovery documents built from the live profiles.
 //! - [`error`]: domain errors → `tonic::Status`, in one place.
 //! - [`service`]: the gRPC token service, proto ↔ domain and nothing else.
