@@ -693,16 +693,11 @@ fn build_profile(
     // Check the whole profile now, with a throwaway key of the managed algorithm standing in
     // for the keys the service will generate, so a reload never swaps in a profile that fails.
     let material = keys::generate(rotation.algorithm, &SystemRandom::new())?;
-    let stand_in = if rotation.algorithm.family() == KeyFamily::Hmac {
-        let secret = HmacSecret::new(rotation.algorithm, material.into_bytes())?;
-        Key::from_hmac_secret(KeyId::parse("check")?, secret, rotation.algorithm)?
-    } else {
-        Key::from_private_pem(
-            KeyId::parse("check")?,
-            rotation.algorithm,
-            material.as_bytes(),
-        )?
-    };
+    let stand_in = Key::from_material(
+        KeyId::parse("check")?,
+        rotation.algorithm,
+        material.as_bytes(),
+    )?;
     let template = ProfileTemplate {
         spec,
         rotation: Some(rotation),

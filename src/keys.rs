@@ -671,18 +671,30 @@ fn strip_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-/// The RFC 7638 thumbprint of the public key in PEM private-key text for `alg`; the `kid` a
-/// generated key gets. `None` for HMAC.
-pub fn thumbprint_of_private_pem(
-    alg: Algorithm,
-    pem_text: &[u8],
-) -> Result<Option<String>, KeyError> {
-    if alg.family() == KeyFamily::Hmac {
-        return Ok(None);
+impl Key {
+    /// Loads key material as [`generate`] and [`generate_rsa`] write it: for HMAC the secret
+    /// used as written, otherwise a PEM private key.
+    pub fn from_material(id: KeyId, alg: Algorithm, material: &[u8]) -> Result<Key, KeyError> {
+        if alg.family() == KeyFamily::Hmac {
+            let secret = HmacSecret::new(alg, material.to_vec())?;
+            Key::from_hmac_secret(id, secret, alg)
+        } else {
+            Key::from_private_pem(id, alg, material)
+        }
     }
-    let placeholder = KeyId("thumbprint".to_owned());
-    let key = Key::from_private_pem(placeholder, alg, pem_text)?;
-    Ok(key.public_jwk().map(|jwk| jwk.thumbprint()))
+
+    /// The same key under another id: a generated key is parsed once, then named after its
+    /// RFC 7638 thumbprint.
+    pub fn with_id(mut self, id: KeyId) -> Key {
+        self.id = id;
+        self
+    }
+
+    /// The RFC 7638 thumbprint of the public key, the `kid` a generated key gets; `None` for
+    /// HMAC.
+    pub fn thumbprint(&self) -> Option<String> {
+        self.public_jwk().map(|jwk| jwk.thumbprint())
+    }
 }
 
 /// A new RSA private key of `bits` (2048, 3072 or 4096) as PKCS#8 PEM. ring cannot make RSA

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::{self, Config};
-use crate::keys::{self, Algorithm, HmacSecret, Key, KeyFamily, KeyId};
+use crate::keys::{self, Algorithm, Key, KeyFamily, KeyId};
 use crate::profile::Profiles;
 use crate::rotation::{self, KeyRecord, KeyState, Plan, RotationSpec};
 
@@ -503,7 +503,8 @@ pub fn read_state(dir: &std::path::Path) -> anyhow::Result<Option<(Vec<KeyRecord
                 record.kid
             )
         })?;
-        let key = load_material(&record.kid, record.algorithm, bytes)
+        let key = KeyId::parse(&record.kid)
+            .and_then(|id| Key::from_material(id, record.algorithm, &bytes))
             .with_context(|| format!("key file {}", path.display()))?;
         keys.insert(record.kid.clone(), Arc::new(key));
     }
@@ -531,21 +532,12 @@ fn key_file_name(kid: &str, algorithm: Algorithm) -> anyhow::Result<String> {
     Ok(format!("{kid}.{ext}"))
 }
 
-fn load_material(kid: &str, algorithm: Algorithm, bytes: Vec<u8>) -> anyhow::Result<Key> {
-    let id = KeyId::parse(kid)?;
-    if algorithm.family() == KeyFamily::Hmac {
-        let secret = HmacSecret::new(algorithm, bytes)?;
-        Ok(Key::from_hmac_secret(id, secret, algorithm)?)
-    } else {
-        Ok(Key::from_private_pem(id, algorithm, &bytes)?)
-    }
-}
-
 /// Fresh key material and its kid: the RFC 7638 thumbprint, or for HMAC (whose thumbprint
 /// would be derived from the secret) 16 random bytes.
 fn new_key(algorithm: Algorithm, rng: &SystemRandom) -> anyhow::Result<(String, Key, String)> {
     let material = keys::generate(algorithm, rng)?;
-    let kid = match keys::thumbprint_of_private_pem(algorithm, material.as_bytes())? {
+    let key = Key::from_material(KeyId::parse("new")?, algorithm, material.as_bytes())?;
+    let kid = match key.thumbprint() {
         Some(thumbprint) => thumbprint,
         None => {
             let mut bytes = [0u8; 16];
@@ -554,6 +546,6 @@ fn new_key(algorithm: Algorithm, rng: &SystemRandom) -> anyhow::Result<(String, 
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
         }
     };
-    let key = load_material(&kid, algorithm, material.clone().into_bytes())?;
+    let key = key.with_id(KeyId::parse(&kid)?);
     Ok((kid, key, material))
 }

@@ -19,7 +19,7 @@ use anyhow::{Context as _, anyhow, bail};
 use ring::rand::SystemRandom;
 
 use crate::config::{self, Config, ConfigSource};
-use crate::keys::{self, Algorithm, HmacSecret, Key, KeyFamily, KeyId};
+use crate::keys::{self, Algorithm, Key, KeyFamily, KeyId};
 use crate::live;
 use crate::profile::Schedule;
 use crate::proto;
@@ -137,19 +137,17 @@ struct Generated {
 
 /// Loads the new material the way `serve` will, so a key that would not load is never written.
 fn describe(alg: Algorithm, material: &str) -> anyhow::Result<Generated> {
-    if alg.family() == KeyFamily::Hmac {
-        HmacSecret::new(alg, material.as_bytes().to_vec())?;
+    let key = Key::from_material(KeyId::parse("new")?, alg, material.as_bytes())?;
+    let Some(kid) = key.thumbprint() else {
         return Ok(Generated {
             alg,
             kid: None,
             jwk: None,
             secret_len: material.len(),
         });
-    }
-    let kid = keys::thumbprint_of_private_pem(alg, material.as_bytes())?
-        .ok_or_else(|| anyhow!("{alg} key has no public key to take a thumbprint of"))?;
-    let key = Key::from_private_pem(KeyId::parse(&kid)?, alg, material.as_bytes())?;
+    };
     let jwk = key
+        .with_id(KeyId::parse(&kid)?)
         .public_jwk()
         .ok_or_else(|| anyhow!("{alg} key has no public JWK"))?;
     Ok(Generated {
