@@ -2,7 +2,7 @@
 //! nothing else. Served only when `[server] admin = true` (see the README on why).
 
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 use tracing::field::Empty;
@@ -39,17 +39,9 @@ impl KeyAdminService {
         }
     }
 
-    fn now(&self) -> u64 {
-        self.live
-            .clock()
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    }
-
     fn list_inner(&self, req: proto::ListKeysRequest) -> Result<proto::ListKeysResponse, ApiError> {
         let snapshot = self.live.current();
-        let now = self.now();
+        let now = self.live.clock().unix_seconds();
         let profiles: Vec<&Arc<Profile>> = if req.profile.is_empty() {
             snapshot.profiles.sorted()
         } else {
@@ -81,7 +73,7 @@ impl KeyAdminService {
         let keys = snapshot
             .profiles
             .get(&req.profile)
-            .map(|p| profile_keys(p, self.now()));
+            .map(|p| profile_keys(p, self.live.clock().unix_seconds()));
         Ok(proto::RotateKeyResponse {
             new_key_id: rotated.new_key,
             revoked_key_ids: rotated.revoked,

@@ -7,6 +7,14 @@ use std::time::{Duration, SystemTime};
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> SystemTime;
+
+    /// The current time in whole seconds since the Unix epoch, the unit of JWT times and key
+    /// schedules; 0 for a clock before 1970.
+    fn unix_seconds(&self) -> u64 {
+        self.now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
 }
 
 /// The operating system's wall clock.

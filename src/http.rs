@@ -13,7 +13,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -60,16 +59,9 @@ pub fn router(live: Arc<Live>) -> Router {
         .with_state(live)
 }
 
-fn now(live: &Live) -> u64 {
-    live.clock()
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 async fn all_keys(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {
     let snapshot = live.current();
-    let keys = jwks::for_all(&snapshot.profiles, now(&live));
+    let keys = jwks::for_all(&snapshot.profiles, live.clock().unix_seconds());
     document(&snapshot, &headers, jwks::document(&keys))
 }
 
@@ -95,7 +87,7 @@ async fn profile_keys(
     let Some(profile) = named(&snapshot, &name) else {
         return no_such_profile(&name);
     };
-    let keys = jwks::for_profile(profile, now(&live));
+    let keys = jwks::for_profile(profile, live.clock().unix_seconds());
     document(&snapshot, &headers, jwks::document(&keys))
 }
 
@@ -118,7 +110,7 @@ async fn profile_discovery(
         None => request_origin(&headers),
     };
     let jwks_uri = format!("{base}/profiles/{name}/jwks.json");
-    let keys = jwks::for_profile(profile, now(&live));
+    let keys = jwks::for_profile(profile, live.clock().unix_seconds());
     let body = jwks::openid_configuration(issuer, &jwks_uri, &keys);
     document(&snapshot, &headers, body)
 }
@@ -147,7 +139,7 @@ async fn by_issuer_path(State(live): State<Arc<Live>>, uri: Uri, headers: Header
         .map(|p| p.as_ref())
         .filter(|p| p.issuer() == Some(issuer.as_str()))
         .collect();
-    let keys = jwks::for_profiles(profiles, now(&live));
+    let keys = jwks::for_profiles(profiles, live.clock().unix_seconds());
     let body = if want_discovery {
         let jwks_uri = format!("{}{JWKS}", issuer.trim_end_matches('/'));
         jwks::openid_configuration(&issuer, &jwks_uri, &keys)

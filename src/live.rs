@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, anyhow, bail};
 use arc_swap::ArcSwap;
@@ -108,7 +108,7 @@ impl Live {
     /// Opens the managed key directories of `config`, brings every managed profile up to date
     /// (generating keys where needed) and builds the first snapshot.
     pub fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Live>> {
-        let now = unix(clock.now());
+        let now = clock.unix_seconds();
         let managed = open_all(&config, &BTreeMap::new(), now)?;
         let snapshot = build_snapshot(&config, &managed, clock.now())?;
         Ok(Arc::new(Live {
@@ -143,7 +143,7 @@ impl Live {
     /// tests call it after moving their clock.
     pub async fn tick(&self) -> anyhow::Result<()> {
         let mut state = self.state.lock().await;
-        let now = unix(self.clock.now());
+        let now = self.clock.unix_seconds();
         let mut changed = false;
         let mut failures = Vec::new();
         for managed in state.managed.values_mut() {
@@ -186,7 +186,7 @@ impl Live {
         } else {
             profile
         };
-        let now = unix(self.clock.now());
+        let now = self.clock.unix_seconds();
         let Some(managed) = state.managed.get_mut(name) else {
             return Err(if self.current().profiles.get(name).is_some() {
                 AdminError::NotManaged(name.to_owned())
@@ -225,7 +225,7 @@ impl Live {
         let started = std::time::Instant::now();
         let result = (|| {
             let config = state.config.reload()?;
-            let now = unix(self.clock.now());
+            let now = self.clock.unix_seconds();
             let managed = open_all(&config, &state.managed, now)?;
             let snapshot = build_snapshot(&config, &managed, self.clock.now())?;
             anyhow::Ok((config, managed, snapshot))
@@ -275,7 +275,7 @@ impl Live {
             }
             let wait = {
                 let state = self.state.lock().await;
-                let now = unix(self.clock.now());
+                let now = self.clock.unix_seconds();
                 state
                     .managed
                     .values()
@@ -299,10 +299,6 @@ impl Live {
         self.current.store(Arc::new(snapshot));
         Ok(())
     }
-}
-
-fn unix(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The managed profiles of `config`: carried over from `previous` where the rotation block is

@@ -124,11 +124,7 @@ impl TokenAuthorityService {
     fn jwks_inner(&self, req: proto::JwksRequest) -> Result<proto::JwksResponse, ApiError> {
         let snapshot = self.live.current();
         let profile = self.profile(&snapshot, &req.profile)?;
-        let now = self
-            .now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let keys = jwks::for_profile(profile, now);
+        let keys = jwks::for_profile(profile, self.live.clock().unix_seconds());
         Span::current().record("outcome", "ok");
         Ok(proto::JwksResponse {
             json: jwks::document(&keys),

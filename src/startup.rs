@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -161,11 +161,7 @@ async fn serve_live(
 
     {
         let snapshot = live.current();
-        let now = live
-            .clock()
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = live.clock().unix_seconds();
         for profile in snapshot.profiles.sorted() {
             let verify: Vec<&str> = profile.verify_keys().map(|k| k.id().as_str()).collect();
             tracing::info!(

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, anyhow, bail};
 use ring::rand::SystemRandom;
 
+use crate::clock::{Clock as _, SystemClock};
 use crate::config::{self, Config, ConfigSource};
 use crate::keys::{self, Algorithm, Key, KeyFamily, KeyId};
 use crate::live;
@@ -442,7 +443,7 @@ pub fn check_config(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Resu
         .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
     let mut stdout = std::io::stdout().lock();
     stdout
-        .write_all(report(&config, &managed, data_dir, unix(SystemTime::now())).as_bytes())
+        .write_all(report(&config, &managed, data_dir, SystemClock.unix_seconds()).as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write to standard output")?;
     Ok(())
@@ -452,10 +453,6 @@ pub fn check_config(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Resu
 struct ManagedState {
     path: PathBuf,
     records: Vec<KeyRecord>,
-}
-
-fn unix(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Seconds since the epoch as RFC 3339 UTC.

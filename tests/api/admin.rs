@@ -83,8 +83,8 @@ async fn rotate(
         .map(|answer| answer.into_inner())
 }
 
-fn seconds(t: &Option<prost_types::Timestamp>) -> i64 {
-    t.as_ref().expect("the time is set").seconds
+fn seconds(t: &Option<prost_types::Timestamp>) -> u64 {
+    t.as_ref().expect("the time is set").seconds as u64
 }
 
 #[tokio::test]
@@ -107,7 +107,7 @@ async fn the_admin_service_answers_unimplemented_unless_the_config_enables_it() 
 #[tokio::test]
 async fn list_keys_shows_each_key_with_its_state_times_source_and_public_jwk() {
     let app = spawn_app_with(&admin_config()).await;
-    let now = unix_now(&app);
+    let now = app.unix_now();
 
     let rotating = keys_of(&app, "rotating").await;
     assert!(rotating.managed);
@@ -159,7 +159,7 @@ async fn the_successor_is_published_ahead_and_takes_over_exactly_at_the_rotation
     // publish_ahead = max_ttl (2m) + jwks_cache (1m)
     let publish_at = retire_at - 180;
 
-    advance_to(&app, publish_at).await;
+    app.advance_to(publish_at).await;
     let keys = keys_of(&app, "rotating").await;
     assert_eq!(keys.keys.len(), 2, "{keys:?}");
     let next = &keys.keys[1];
@@ -168,9 +168,9 @@ async fn the_successor_is_published_ahead_and_takes_over_exactly_at_the_rotation
     assert_eq!(seconds(&next.active_at), retire_at);
     assert_eq!(app.issue("rotating", "alice").await.key_id, first.key_id);
 
-    advance_to(&app, retire_at - 1).await;
+    app.advance_to(retire_at - 1).await;
     assert_eq!(app.issue("rotating", "alice").await.key_id, first.key_id);
-    advance_to(&app, retire_at).await;
+    app.advance_to(retire_at).await;
     assert_eq!(app.issue("rotating", "alice").await.key_id, next.key_id);
     let states: Vec<KeyState> = keys_of(&app, "rotating")
         .await
@@ -256,7 +256,12 @@ async fn rotate_key_with_revoke_previous_stops_the_old_key_verifying_at_once() {
     let refused = app.verify("rotating", &before.token).await;
     assert!(!refused.valid);
     assert_eq!(refused.failure(), VerifyFailure::UnknownKey);
-    let jwks: Value = reqwest_free_get(&app, "/profiles/rotating/jwks.json").await;
+    let response = reqwest::get(format!("{}/profiles/rotating/jwks.json", app.http_base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    let jwks: Value = serde_json::from_str(&body).unwrap();
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -299,35 +304,4 @@ async fn a_rotation_by_an_operator_survives_a_restart() {
         rotated.new_key_id
     );
     assert!(app.verify("rotating", &token.token).await.valid);
-}
-
-fn unix_now(app: &TestApp) -> i64 {
-    use token_authority::clock::Clock as _;
-    app.clock
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// Moves the clock to `at` (Unix seconds) and lets rotation catch up.
-async fn advance_to(app: &TestApp, at: i64) {
-    let now = unix_now(app);
-    assert!(at >= now);
-    app.clock.advance(Duration::from_secs((at - now) as u64));
-    app.live.tick().await.unwrap();
-}
-
-/// GETs a JSON document from the HTTP listener with a bare HTTP/1.1 request.
-async fn reqwest_free_get(app: &TestApp, path: &str) -> Value {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let addr = app.http_base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    serde_json::from_str(body).unwrap()
 }

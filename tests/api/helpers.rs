@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
-use token_authority::clock::ManualClock;
+use token_authority::clock::{Clock as _, ManualClock};
 use token_authority::config::{Config, ConfigSource};
 use token_authority::live::Live;
 use token_authority::proto::key_admin_client::KeyAdminClient;
@@ -318,6 +318,24 @@ impl TestApp {
             .into_inner()
     }
 
+    /// The test clock's time, in Unix seconds.
+    pub fn unix_now(&self) -> u64 {
+        self.clock.unix_seconds()
+    }
+
+    /// Moves the clock `secs` forward and lets rotation catch up, as the rotation task would.
+    pub async fn advance(&self, secs: u64) {
+        self.clock.advance(std::time::Duration::from_secs(secs));
+        self.live.tick().await.unwrap();
+    }
+
+    /// Moves the clock to `at` (Unix seconds) and lets rotation catch up.
+    pub async fn advance_to(&self, at: u64) {
+        let now = self.unix_now();
+        assert!(at >= now, "the clock only moves forward");
+        self.advance(at - now).await;
+    }
+
     pub fn trigger_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -567,4 +585,12 @@ pub fn from_struct(s: &prost_types::Struct) -> Value {
             .map(|(k, v)| (k.clone(), value(v)))
             .collect(),
     )
+}
+
+/// Decodes unpadded base64url, as JWK members are written.
+pub fn unb64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap()
 }

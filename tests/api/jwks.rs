@@ -5,9 +5,7 @@
 //! library and the published key alone.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::time::{Duration, UNIX_EPOCH};
 
-use base64::Engine as _;
 use jwt_simple::prelude::{
     ECDSAP256PublicKeyLike as _, ES256PublicKey, Ed25519PublicKey, EdDSAPublicKeyLike as _,
     RS256PublicKey, RSAPublicKeyLike as _, VerificationOptions,
@@ -15,7 +13,6 @@ use jwt_simple::prelude::{
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH};
 use serde_json::{Map, Value};
-use token_authority::clock::Clock as _;
 use token_authority::proto::JwksRequest;
 
 use crate::helpers::*;
@@ -141,7 +138,7 @@ async fn the_etag_stays_while_the_key_set_stays_and_changes_when_rotation_publis
     }
 
     // Time passing without a key event changes nothing a cache would notice.
-    advance(&app, 60).await;
+    app.advance(60).await;
     for (path, old) in paths.iter().zip(&before) {
         let same = get(&http, &app, path, old.header(ETAG)).await;
         assert_eq!(same.status, StatusCode::NOT_MODIFIED, "{path}");
@@ -149,7 +146,7 @@ async fn the_etag_stays_while_the_key_set_stays_and_changes_when_rotation_publis
 
     // publish_ahead = max_ttl (60s) + jwks_cache (2m): the successor of the first key (which
     // signs for 5m) is published 3m before it takes over, at 2m.
-    advance(&app, 61).await;
+    app.advance(61).await;
     for (path, old) in paths.iter().zip(&before) {
         let changed = get(&http, &app, path, old.header(ETAG)).await;
         assert_eq!(changed.status, StatusCode::OK, "{path}");
@@ -264,7 +261,7 @@ async fn the_rsa_key_publishes_n_and_e_that_verify_its_tokens_elsewhere() {
     assert_ne!(n[0], 0);
 
     let issued = app.issue("tenant-a", "alice").await;
-    let claims = verify_with_jwk(jwk, &issued.token, TENANT_ISSUER, clock_secs(&app)).unwrap();
+    let claims = verify_with_jwk(jwk, &issued.token, TENANT_ISSUER, app.unix_now()).unwrap();
     assert_eq!(claims.subject.as_deref(), Some("alice"));
     // jwt-simple's own JWK import reads the same key.
     RS256PublicKey::from_jwk(&jwk.to_string()).unwrap();
@@ -297,7 +294,7 @@ async fn a_managed_key_id_is_the_rfc_7638_thumbprint_of_the_published_key() {
 
     let issued = app.issue("managed", "alice").await;
     assert_eq!(issued.key_id, thumbprint);
-    verify_with_jwk(jwk, &issued.token, ISSUER, clock_secs(&app)).unwrap();
+    verify_with_jwk(jwk, &issued.token, ISSUER, app.unix_now()).unwrap();
 }
 
 #[tokio::test]
@@ -455,7 +452,7 @@ async fn discovery_for_an_issuer_that_is_not_a_url_points_at_the_host_it_was_ask
         &jwks["keys"][0],
         &issued.token,
         "token-authority-internal",
-        clock_secs(&app),
+        app.unix_now(),
     )
     .unwrap();
 
@@ -598,7 +595,7 @@ rotate_every = "{rotate_every}"
     let app = spawn_app_with(&config).await;
     let rotate_every = humantime::parse_duration(rotate_every).unwrap().as_secs();
     let mut rp = RelyingParty::new("/profiles/rotating/jwks.json", ISSUER, refetch);
-    let start = clock_secs(&app);
+    let start = app.unix_now();
     let mut run = Run {
         rotations,
         rotate_every,
@@ -617,9 +614,9 @@ rotate_every = "{rotate_every}"
     let mut steps = Steps(0x9E37_79B9);
     // The bound only stops a schedule that has stalled; assert_clean then reports it.
     let give_up = start + 3 * rotate_every * rotations as u64;
-    while run.signing_kids.len() <= rotations && clock_secs(&app) < give_up {
-        advance(&app, steps.next()).await;
-        let now = clock_secs(&app);
+    while run.signing_kids.len() <= rotations && app.unix_now() < give_up {
+        app.advance(steps.next()).await;
+        let now = app.unix_now();
         let at = now - start;
 
         let subject = format!("user-{}", run.tokens);
@@ -646,7 +643,7 @@ rotate_every = "{rotate_every}"
         }
         recent.push_back((issued.token, exp, subject, issued.key_id));
     }
-    run.elapsed = clock_secs(&app) - start;
+    run.elapsed = app.unix_now() - start;
     run.published_kids = rp.seen;
     run.fetches = rp.fetches;
     run.not_modified = rp.not_modified;
@@ -804,24 +801,24 @@ rotate_every = "5m"
     let app = spawn_app_with(&config).await;
     let http = reqwest::Client::new();
     let path = "/profiles/rotating/jwks.json";
-    let start = clock_secs(&app);
+    let start = app.unix_now();
     let first = app.issue("rotating", "alice").await.key_id;
 
     // The successor is published publish_ahead (60s + 30s) before the first key's 5m end.
-    advance_to(&app, start + 210).await;
+    app.advance_to(start + 210).await;
     let published = kids(&get(&http, &app, path, None).await.json());
     assert_eq!(published.len(), 2);
     assert!(published.contains(&first));
 
-    advance_to(&app, start + 299).await;
+    app.advance_to(start + 299).await;
     let last_of_first = app.issue("rotating", "alice").await;
     assert_eq!(last_of_first.key_id, first, "the first key signs until 5m");
-    advance_to(&app, start + 300).await;
+    app.advance_to(start + 300).await;
     let second = app.issue("rotating", "alice").await.key_id;
     assert_ne!(second, first, "the first key retires at 5m");
 
     // Retired at 300: its tokens live up to max_ttl (60s) and are accepted leeway (5s) longer.
-    advance_to(&app, start + 364).await;
+    app.advance_to(start + 364).await;
     let set = get(&http, &app, path, None).await.json();
     assert!(
         kids(&set).contains(&first),
@@ -838,7 +835,7 @@ rotate_every = "5m"
     assert_eq!(exp, start + 359);
     verify_with_jwk(jwk, &last_of_first.token, ISSUER, exp).unwrap();
 
-    advance_to(&app, start + 365).await;
+    app.advance_to(start + 365).await;
     let set = get(&http, &app, path, None).await.json();
     assert!(
         !kids(&set).contains(&first),
@@ -964,31 +961,4 @@ fn jwk_x_of_pem(name: &str) -> String {
     let key = jwt_simple::prelude::ES384PublicKey::from_pem(&fixture_text(name)).unwrap();
     let jwk: Value = serde_json::from_str(&key.to_jwk()).unwrap();
     jwk["x"].as_str().unwrap().to_owned()
-}
-
-fn unb64(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .unwrap()
-}
-
-fn clock_secs(app: &TestApp) -> u64 {
-    app.clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Moves the clock `secs` forward and lets rotation catch up, as the rotation task would.
-async fn advance(app: &TestApp, secs: u64) {
-    app.clock.advance(Duration::from_secs(secs));
-    app.live.tick().await.unwrap();
-}
-
-/// Moves the clock to `at` (Unix seconds) and lets rotation catch up.
-async fn advance_to(app: &TestApp, at: u64) {
-    let now = clock_secs(app);
-    assert!(at >= now, "the clock only moves forward");
-    advance(app, at - now).await;
 }

@@ -91,11 +91,6 @@ async fn issue_for_max_ttl(app: &TestApp) -> IssueResponse {
         .into_inner()
 }
 
-async fn advance_and_tick(app: &TestApp, secs: u64) {
-    app.clock.advance(Duration::from_secs(secs));
-    app.live.tick().await.unwrap();
-}
-
 #[tokio::test]
 async fn tokens_issued_before_a_restart_verify_after_it_and_the_same_key_keeps_signing() {
     let config = managed_config("ES256");
@@ -201,14 +196,14 @@ async fn after_rotate_every_a_new_key_signs_and_the_old_one_verifies_until_its_r
     let app = spawn_app_with(&managed_config("ES256")).await;
     let dir = key_dir(app.data_dir.path(), "rotating");
     let first = app.issue("rotating", "alice").await.key_id;
-    advance_and_tick(&app, 3 * 60).await;
+    app.advance(3 * 60).await;
     let successor = state_kids(&dir)[1].clone();
-    advance_and_tick(&app, 7 * 60 - 1).await;
+    app.advance(7 * 60 - 1).await;
     // The last second of the old key, with the longest lifetime: expires at 10m + 119s.
     let last_of_old = issue_for_max_ttl(&app).await;
     assert_eq!(last_of_old.key_id, first);
 
-    advance_and_tick(&app, 1).await;
+    app.advance(1).await;
     let fresh = app.issue("rotating", "alice").await;
 
     assert_eq!(fresh.key_id, successor);
@@ -216,7 +211,7 @@ async fn after_rotate_every_a_new_key_signs_and_the_old_one_verifies_until_its_r
     let verified = app.verify("rotating", &last_of_old.token).await;
     assert!(verified.valid, "{}", verified.detail);
     assert_eq!(verified.key_id, first);
-    advance_and_tick(&app, 118).await;
+    app.advance(118).await;
     let verified = app.verify("rotating", &last_of_old.token).await;
     assert!(verified.valid, "at 11m58s: {}", verified.detail);
     assert!(state_kids(&dir).contains(&first));
@@ -328,11 +323,4 @@ async fn an_es256_managed_key_id_is_the_rfc_7638_thumbprint_of_its_public_jwk() 
     let key = ES256PublicKey::from_bytes(&point).unwrap();
     key.verify_token::<NoCustomClaims>(&issued.token, None)
         .unwrap();
-}
-
-fn unb64(text: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .unwrap()
 }

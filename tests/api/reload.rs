@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
-use token_authority::clock::Clock as _;
 use token_authority::proto::{
     IssueRequest, KeyState, ListKeysRequest, ReloadRequest, VerifyFailure, VerifyRequest,
 };
@@ -226,13 +225,7 @@ async fn a_changed_rotation_algorithm_takes_over_at_the_next_rotation_without_re
 #[tokio::test]
 async fn a_staged_file_key_is_published_at_reload_and_takes_over_at_its_not_before() {
     let app = spawn_app_from_file(&staged_config(None)).await;
-    let now = app
-        .clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let handover = now + 3600;
+    let handover = app.unix_now() + 3600;
     std::fs::write(config_path(&app), staged_config(Some(handover))).unwrap();
     app.admin.clone().reload(ReloadRequest {}).await.unwrap();
 
