@@ -258,22 +258,29 @@ async fn reload_on_sighup(
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
+    // Both handlers are installed now, before the service says it is listening; installed on
+    // first poll instead, a signal sent right after the `listening` line could still meet the
+    // default action and end the process without draining.
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let wait = |stream: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+            match stream {
+                Ok(mut stream) => {
+                    stream.recv().await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, signal = name, "cannot listen for the signal");
+                    std::future::pending::<()>().await;
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+        };
+        tokio::select! {
+            () = wait(terminate, "SIGTERM") => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            () = wait(interrupt, "SIGINT") => tracing::info!(signal = "SIGINT", "shutdown requested"),
         }
-    };
-    tokio::select! {
-        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
     }
 }
 
