@@ -86,6 +86,7 @@ struct State {
 }
 
 /// One managed profile's keys, as on disk.
+#[derive(Clone)]
 struct Managed {
     profile: String,
     spec: RotationSpec,
@@ -147,13 +148,8 @@ impl Live {
         let mut changed = false;
         let mut failures = Vec::new();
         for managed in state.managed.values_mut() {
-            let plan = rotation::plan(&managed.spec, &managed.records, now);
-            if plan.is_noop(&managed.records) {
-                managed.next_at = plan.next_at;
-                continue;
-            }
-            match managed.apply(plan, now) {
-                Ok(()) => changed = true,
+            match managed.catch_up(now) {
+                Ok(applied) => changed |= applied,
                 Err(e) => {
                     tracing::error!(profile = %managed.profile, error = %format!("{e:#}"), "key rotation failed; retrying shortly");
                     // A key file written before the failure is left for the next start to
@@ -292,10 +288,9 @@ impl Live {
         }
     }
 
+    /// Swaps in the profiles of `state`; the configuration's load time stays the same.
     fn swap(&self, state: &State) -> anyhow::Result<()> {
-        let old = self.current();
-        let mut snapshot = build_snapshot(&state.config, &state.managed, old.loaded_at)?;
-        snapshot.loaded_at = old.loaded_at;
+        let snapshot = build_snapshot(&state.config, &state.managed, self.current().loaded_at)?;
         self.current.store(Arc::new(snapshot));
         Ok(())
     }
@@ -316,18 +311,12 @@ fn open_all(
         let name = template.spec.name.clone();
         let dir = managed_dir(&config.data_dir, &name);
         let entry = match previous.get(&name) {
-            Some(old) if old.spec == *spec && old.dir == dir => old.clone_state(),
+            Some(old) if old.spec == *spec && old.dir == dir => old.clone(),
             _ => {
-                let mut opened = Managed::open(&name, spec.clone(), dir)
-                    .with_context(|| format!("{}: profile {name:?}", config.origin))?;
-                let plan = rotation::plan(&opened.spec, &opened.records, now);
-                if !plan.is_noop(&opened.records) {
-                    opened
-                        .apply(plan, now)
-                        .with_context(|| format!("{}: profile {name:?}", config.origin))?;
-                } else {
-                    opened.next_at = plan.next_at;
-                }
+                let in_profile = || format!("{}: profile {name:?}", config.origin);
+                let mut opened =
+                    Managed::open(&name, spec.clone(), dir).with_context(in_profile)?;
+                opened.catch_up(now).with_context(in_profile)?;
                 opened
             }
         };
@@ -384,15 +373,15 @@ impl Managed {
         Ok(managed)
     }
 
-    fn clone_state(&self) -> Managed {
-        Managed {
-            profile: self.profile.clone(),
-            spec: self.spec.clone(),
-            dir: self.dir.clone(),
-            records: self.records.clone(),
-            keys: self.keys.clone(),
-            next_at: self.next_at,
+    /// Plans at `now` and carries the plan out if it changes anything; says whether it did.
+    fn catch_up(&mut self, now: u64) -> anyhow::Result<bool> {
+        let plan = rotation::plan(&self.spec, &self.records, now);
+        if plan.is_noop(&self.records) {
+            self.next_at = plan.next_at;
+            return Ok(false);
         }
+        self.apply(plan, now)?;
+        Ok(true)
     }
 
     /// Carries out a plan: new key files first, then the state, then deletions.
