@@ -7,7 +7,7 @@ use std::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::field::Empty;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use crate::live::Live;
 use crate::profile::Profile;
 use crate::proto::key_admin_server::KeyAdmin;
@@ -48,7 +48,7 @@ impl KeyAdminService {
             let profile = snapshot
                 .profiles
                 .get(&req.profile)
-                .ok_or_else(|| ApiError::UnknownProfile(clip(&req.profile)))?;
+                .ok_or_else(|| ApiError::UnknownProfile(shown(&req.profile).to_owned()))?;
             vec![profile]
         };
         let status = self.live.reload_status();
@@ -66,7 +66,7 @@ impl KeyAdminService {
         req: proto::RotateKeyRequest,
     ) -> Result<proto::RotateKeyResponse, ApiError> {
         let span = tracing::Span::current();
-        span.record("profile", clip(&req.profile).as_str());
+        span.record("profile", shown(&req.profile));
         let rotated = self.live.rotate(&req.profile, req.revoke_previous).await?;
         span.record("kid", rotated.new_key.as_str());
         let snapshot = self.live.current();
@@ -185,8 +185,4 @@ fn jwk_json(key: &crate::keys::Key) -> String {
 
 fn system_timestamp(time: std::time::SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(time)
-}
-
-fn clip(text: &str) -> String {
-    text.chars().take(64).collect()
 }

@@ -25,6 +25,14 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Caller text (a profile name, a path) as logs and answers show it: cut to 64 characters,
+/// the longest a profile name can be, by slicing, so the common case allocates nothing.
+pub(crate) fn shown(text: &str) -> &str {
+    text.char_indices()
+        .nth(64)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
 impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
         match e {
@@ -61,7 +69,7 @@ impl From<LoginError> for ApiError {
 impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> Self {
         match e {
-            AdminError::UnknownProfile(name) => ApiError::UnknownProfile(name),
+            AdminError::UnknownProfile(name) => ApiError::UnknownProfile(shown(&name).to_owned()),
             AdminError::NotManaged(_) | AdminError::Reload(_) => {
                 ApiError::FailedPrecondition(e.to_string())
             }

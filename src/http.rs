@@ -22,6 +22,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
+use crate::error::shown;
 use crate::jwks;
 use crate::live::{Live, Snapshot};
 use crate::profile::Profile;
@@ -75,7 +76,7 @@ fn named<'s>(snapshot: &'s Snapshot, name: &str) -> Option<&'s Profile> {
 }
 
 fn no_such_profile(name: &str) -> Response {
-    not_found(&format!("profile {:?} does not exist", clip(name)))
+    not_found(&format!("profile {:?} does not exist", shown(name)))
 }
 
 async fn profile_keys(
@@ -129,7 +130,7 @@ async fn by_issuer_path(State(live): State<Arc<Live>>, uri: Uri, headers: Header
     let Some(issuer) = issuer_for(&snapshot, prefix, &headers) else {
         return not_found(&format!(
             "no profile has an issuer URL with path {:?}; per-profile documents are at /profiles/NAME/.well-known/openid-configuration",
-            clip(if prefix.is_empty() { "/" } else { prefix })
+            shown(if prefix.is_empty() { "/" } else { prefix })
         ));
     };
     let profiles: Vec<&Profile> = snapshot
@@ -255,8 +256,4 @@ fn not_found(message: &str) -> Response {
         body,
     )
         .into_response()
-}
-
-fn clip(text: &str) -> String {
-    text.chars().take(64).collect()
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Number, Value};
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::Empty};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, shown};
 use crate::jwks;
 use crate::keys::{Jwk, JwkMaterial};
 use crate::live::{Live, Snapshot};
@@ -45,12 +45,7 @@ impl TokenAuthorityService {
         snapshot: &'s Snapshot,
         name: &str,
     ) -> Result<&'s Arc<Profile>, ApiError> {
-        // Profile names are at most 64 characters; a longer one is cut in logs and answers alike,
-        // by slicing, so the common case allocates nothing.
-        let shown = name
-            .char_indices()
-            .nth(64)
-            .map_or(name, |(end, _)| &name[..end]);
+        let shown = shown(name);
         let span = Span::current();
         span.record("profile", if name.is_empty() { "default" } else { shown });
         snapshot
