@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use token_authority::clock::SystemClock;
 use token_authority::config::{Config, ConfigSource};
 use token_authority::keys::Algorithm;
-use token_authority::telemetry::{self, LogFormat};
+use token_authority::telemetry::{self, LogFormat, LogTarget};
 use token_authority::{startup, tools};
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -148,7 +148,7 @@ fn main() -> ExitCode {
             http_listen,
             data_dir,
         } => {
-            telemetry::init(cli.log_format);
+            telemetry::init(cli.log_format, LogTarget::Stdout);
             runtime.block_on(serve(config, listen, http_listen, data_dir))
         }
         Command::Healthcheck {
@@ -157,7 +157,7 @@ fn main() -> ExitCode {
             timeout,
         } => runtime.block_on(healthcheck(&addr, service, timeout)),
         Command::Keys { command } => {
-            tools::init_logging(cli.log_format);
+            telemetry::init(cli.log_format, LogTarget::Stderr);
             match command {
                 KeysCommand::Generate {
                     algorithm,
@@ -187,7 +187,7 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config, data_dir },
         } => {
-            tools::init_logging(cli.log_format);
+            telemetry::init(cli.log_format, LogTarget::Stderr);
             tools::check_config(config.as_deref(), &data_dir).map(|()| ExitCode::SUCCESS)
         }
     };

@@ -25,25 +25,9 @@ use crate::live;
 use crate::profile::Schedule;
 use crate::proto;
 use crate::rotation::KeyRecord;
-use crate::telemetry::LogFormat;
 
 /// RSA keys are 2048 bits unless `--bits` says otherwise.
 pub const DEFAULT_RSA_BITS: usize = 2048;
-
-/// Installs a subscriber that writes to stderr (warnings and up unless `RUST_LOG` says
-/// otherwise): `telemetry::init` writes to stdout, which here carries the command's answer.
-pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-}
 
 // ---- keys generate ----------------------------------------------------------------------------
 
