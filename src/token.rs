@@ -399,8 +399,8 @@ pub fn verify(
             );
         }
     }
-    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let key = find_key(profile, &header, now_secs)?;
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let key = find_key(profile, &header, since_epoch.as_secs())?;
     if key.algorithm() != algorithm {
         return refuse(
             AlgorithmNotAllowed,
@@ -426,9 +426,7 @@ pub fn verify(
     let nbf = numeric_date(&claims, "nbf")?;
     let iat = numeric_date(&claims, "iat")?;
     let token_audience = audience_claim(&claims)?;
-    let now_secs = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let now_secs = since_epoch.as_secs_f64();
     let leeway = profile.leeway.as_secs_f64();
 
     let Some(exp) = exp else {
