@@ -12,12 +12,12 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ring::rand::SystemRandom;
-use token_authority::clock::{Clock as _, ManualClock};
-use token_authority::config::Config;
-use token_authority::keys::{self, Algorithm, Key, KeyId};
-use token_authority::live::Live;
-use token_authority::rotation::{self, KeyRecord, KeyTimes, RotationSpec};
-use token_authority::token::{self, IssueRequest};
+use token_authority::core::clock::{Clock as _, ManualClock};
+use token_authority::core::keys::{self, Algorithm, Key, KeyId};
+use token_authority::core::rotation::{self, KeyRecord, KeyTimes, RotationSpec};
+use token_authority::core::token::{self, IssueRequest};
+use token_authority::state::config::Config;
+use token_authority::state::live::Live;
 
 const CONFIG: &str = r#"
 [profiles.default]

@@ -21,9 +21,9 @@ use ring::signature::{
     self, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair, RsaEncoding, RsaKeyPair,
     UnparsedPublicKey, VerificationAlgorithm,
 };
-use token_authority::keys::{Algorithm, HmacSecret, Key, KeyId};
-use token_authority::profile::{Profile, ProfileSpec};
-use token_authority::token::{self, IssueRequest};
+use token_authority::core::keys::{Algorithm, HmacSecret, Key, KeyId};
+use token_authority::core::profile::{Profile, ProfileSpec};
+use token_authority::core::token::{self, IssueRequest};
 
 const RSA_2048: &[u8] = include_bytes!("../tests/fixtures/rsa-2048.pem");
 const EC_P256: &[u8] = include_bytes!("../tests/fixtures/ec-p256.pem");

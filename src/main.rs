@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use token_authority::clock::SystemClock;
-use token_authority::config::{Config, ConfigSource};
-use token_authority::keys::Algorithm;
+use token_authority::api::server;
+use token_authority::cli::tools;
+use token_authority::core::clock::SystemClock;
+use token_authority::core::keys::Algorithm;
+use token_authority::state::config::{Config, ConfigSource};
 use token_authority::telemetry::{self, LogFormat, LogTarget};
-use token_authority::{startup, tools};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Signs, verifies and wraps JSON Web Tokens for other backends, over gRPC.
@@ -231,10 +232,10 @@ async fn serve(
         ),
         None => None,
     };
-    let server = startup::Server::new(config, Arc::new(SystemClock))?;
+    let server = server::Server::new(config, Arc::new(SystemClock))?;
     tokio::spawn(reload_on_sighup(hangups, server.live()));
     server
-        .serve(startup::Listeners { grpc, http }, shutdown_signal())
+        .serve(server::Listeners { grpc, http }, shutdown_signal())
         .await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -242,7 +243,7 @@ async fn serve(
 /// Reloads the configuration on every SIGHUP; a refused reload is logged by `reload` itself.
 async fn reload_on_sighup(
     hangups: std::io::Result<tokio::signal::unix::Signal>,
-    live: Arc<token_authority::live::Live>,
+    live: Arc<token_authority::state::live::Live>,
 ) {
     let mut hangups = match hangups {
         Ok(stream) => stream,

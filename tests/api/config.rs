@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use serde_json::json;
-use token_authority::config::{Config, ConfigSource};
 use token_authority::proto::VerifyFailure;
+use token_authority::state::config::{Config, ConfigSource};
 
 use crate::helpers::*;
 

@@ -9,13 +9,13 @@ use std::time::SystemTime;
 
 use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
-use token_authority::clock::{Clock as _, ManualClock};
-use token_authority::config::{Config, ConfigSource};
-use token_authority::live::Live;
+use token_authority::api::server;
+use token_authority::core::clock::{Clock as _, ManualClock};
 use token_authority::proto::key_admin_client::KeyAdminClient;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{IssueRequest, IssueResponse, VerifyRequest, VerifyResponse};
-use token_authority::startup;
+use token_authority::state::config::{Config, ConfigSource};
+use token_authority::state::live::Live;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
@@ -206,11 +206,11 @@ pub async fn start(
     let clock = Arc::new(ManualClock::new(start_at));
     let (tx, rx) = oneshot::channel();
     // The test moves the clock and calls `live.tick()` itself.
-    let app = startup::Server::new(config, clock.clone())
+    let app = server::Server::new(config, clock.clone())
         .unwrap()
         .without_rotation_task();
     let live = app.live();
-    let listeners = startup::Listeners {
+    let listeners = server::Listeners {
         grpc: listener,
         http: Some(http),
     };

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use jwt_simple::prelude::{ECDSAP256PublicKeyLike as _, ES256PublicKey, NoCustomClaims};
 use serde_json::Value;
-use token_authority::clock::ManualClock;
-use token_authority::config::Config;
+use token_authority::core::clock::ManualClock;
 use token_authority::proto::{IssueRequest, IssueResponse, JwksRequest, VerifyFailure};
+use token_authority::state::config::Config;
 
 use crate::helpers::*;
 
@@ -166,7 +166,7 @@ async fn a_state_file_naming_a_missing_key_stops_start_up_naming_the_state_file_
     let config = Config::from_toml(&config, "test config", data_dir.path()).unwrap();
     let clock = Arc::new(ManualClock::new(SystemTime::now()));
 
-    let started = token_authority::startup::Server::new(config, clock);
+    let started = token_authority::api::server::Server::new(config, clock);
 
     let Err(error) = started else {
         panic!("the service started without the key its state names");

@@ -10,15 +10,15 @@ use serde_json::{Map, Number, Value};
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::Empty};
 
-use crate::error::{ApiError, shown};
-use crate::jwks;
-use crate::keys::{Jwk, JwkMaterial};
-use crate::live::{Live, Snapshot};
-use crate::login_url;
-use crate::profile::Profile;
+use crate::api::error::{ApiError, shown};
+use crate::core::jwks;
+use crate::core::keys::{Jwk, JwkMaterial};
+use crate::core::login;
+use crate::core::profile::Profile;
+use crate::core::token::{self, Failure, IssueRequest};
 use crate::proto::token_authority_server::TokenAuthority;
 use crate::proto::{self, VerifyFailure};
-use crate::token::{self, Failure, IssueRequest};
+use crate::state::live::{Live, Snapshot};
 
 /// Answers `tokenauthority.v1.TokenAuthority` from the live profiles; each call reads one
 /// snapshot from start to end.
@@ -140,7 +140,7 @@ impl TokenAuthorityService {
             audience: Vec::new(),
             ttl: ttl_from_proto(req.ttl)?,
         };
-        let link = login_url::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
+        let link = login::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
         record_issued(&link.issued);
         Ok(proto::LoginUrlResponse {
             url: link.url,

@@ -1,5 +1,5 @@
 //! Key rotation as a pure function of (key records, now): which managed keys to create, which
-//! to drop, and when to look again. No clock, no files, no randomness here; [`crate::live`]
+//! to drop, and when to look again. No clock, no files, no randomness here; [`crate::state::live`]
 //! carries the plan out (generate, write, persist, swap) and feeds the result back in.
 //!
 //! A managed key moves through four states on times fixed when it is created:
@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::keys::Algorithm;
+use crate::core::keys::Algorithm;
 
 /// A profile's `[profiles.NAME.rotation]` block, with its derived lifetimes in seconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -271,7 +271,7 @@ pub fn rotate_now(
 mod algorithm_name {
     use serde::{Deserialize as _, Deserializer, Serializer};
 
-    use crate::keys::Algorithm;
+    use crate::core::keys::Algorithm;
 
     pub fn serialize<S: Serializer>(alg: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(alg.name())

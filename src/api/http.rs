@@ -22,10 +22,10 @@ use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
-use crate::error::shown;
-use crate::jwks;
-use crate::live::{Live, Snapshot};
-use crate::profile::Profile;
+use crate::api::error::shown;
+use crate::core::jwks;
+use crate::core::profile::Profile;
+use crate::state::live::{Live, Snapshot};
 
 const DISCOVERY: &str = "/.well-known/openid-configuration";
 const JWKS: &str = "/.well-known/jwks.json";

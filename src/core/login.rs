@@ -7,8 +7,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use ring::rand::SecureRandom;
 use url::{Origin, Url};
 
-use crate::profile::Profile;
-use crate::token::{self, IssueError, IssueRequest, Issued};
+use crate::core::profile::Profile;
+use crate::core::token::{self, IssueError, IssueRequest, Issued};
 
 /// Everything but RFC 3986 unreserved characters is encoded, so a value stays one query value.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC

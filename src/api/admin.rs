@@ -7,13 +7,13 @@ use std::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::field::Empty;
 
-use crate::error::{ApiError, shown};
-use crate::live::Live;
-use crate::profile::Profile;
+use crate::api::error::{ApiError, shown};
+use crate::api::service::{finish, timestamp};
+use crate::core::profile::Profile;
+use crate::core::rotation;
 use crate::proto::key_admin_server::KeyAdmin;
 use crate::proto::{self, KeyState};
-use crate::rotation;
-use crate::service::{finish, timestamp};
+use crate::state::live::Live;
 
 /// Answers `tokenauthority.v1.KeyAdmin`.
 pub struct KeyAdminService {
@@ -177,7 +177,7 @@ pub(crate) fn profile_keys(profile: &Profile, now: u64) -> proto::ProfileKeys {
     }
 }
 
-fn jwk_json(key: &crate::keys::Key) -> String {
+fn jwk_json(key: &crate::core::keys::Key) -> String {
     key.public_jwk()
         .map(|jwk| serde_json::Value::Object(jwk.to_json()).to_string())
         .unwrap_or_default()

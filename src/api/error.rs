@@ -4,9 +4,9 @@
 
 use tonic::Status;
 
-use crate::live::AdminError;
-use crate::login_url::LoginError;
-use crate::token::IssueError;
+use crate::core::login::LoginError;
+use crate::core::token::IssueError;
+use crate::state::live::AdminError;
 
 /// Everything an RPC can fail with, in the service's words.
 #[derive(Debug, thiserror::Error)]

@@ -6,28 +6,20 @@
 //! task, `RotateKey`, `Reload`, SIGHUP) are serialized by one async mutex, build a complete new
 //! snapshot off to the side, and swap it in only when every profile in it was built.
 //!
-//! Managed keys live under `<data_dir>/managed/<profile>/`: one private key file per key
-//! (`<kid>.pem`, or `<kid>.secret` for HMAC, mode 0600) and `state.json` with every key's
-//! times. A new key's file is written (atomically) before the state names it, and a dropped
-//! key's file is deleted only after the state stops naming it, so a crash at any point leaves
-//! at worst an unnamed file, which the next start deletes.
+//! Managed keys live in their own directories; see [`crate::state::managed`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use arc_swap::ArcSwap;
-use ring::rand::{SecureRandom as _, SystemRandom};
-use serde::{Deserialize, Serialize};
 
-use crate::clock::Clock;
-use crate::config::{self, Config};
-use crate::keys::{self, Algorithm, Key, KeyFamily, KeyId};
-use crate::profile::Profiles;
-use crate::rotation::{self, KeyRecord, KeyState, Plan, RotationSpec};
+use crate::core::clock::Clock;
+use crate::core::profile::Profiles;
+use crate::core::rotation::{self, KeyState};
+use crate::state::config::Config;
+use crate::state::managed::{Managed, managed_dir};
 
 /// What every call reads: the profiles and the settings that go with them.
 #[derive(Debug)]
@@ -84,26 +76,6 @@ struct State {
     config: Config,
     managed: BTreeMap<String, Managed>,
 }
-
-/// One managed profile's keys, as on disk.
-#[derive(Clone)]
-struct Managed {
-    profile: String,
-    spec: RotationSpec,
-    dir: PathBuf,
-    records: Vec<KeyRecord>,
-    keys: HashMap<String, Arc<Key>>,
-    next_at: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StateFile {
-    version: u32,
-    profile: String,
-    keys: Vec<KeyRecord>,
-}
-
-const STATE_FILE: &str = "state.json";
 
 impl Live {
     /// Opens the managed key directories of `config`, brings every managed profile up to date
@@ -178,7 +150,7 @@ impl Live {
     ) -> Result<Rotated, AdminError> {
         let mut state = self.state.lock().await;
         let name = if profile.is_empty() {
-            crate::profile::DEFAULT_PROFILE
+            crate::core::profile::DEFAULT_PROFILE
         } else {
             profile
         };
@@ -353,184 +325,4 @@ fn build_snapshot(
         origin: config.origin.clone(),
         loaded_at,
     })
-}
-
-impl Managed {
-    /// Reads a managed profile's directory: state.json and every key it names. Files the state
-    /// does not name (a crash between writing a key and recording it) are deleted.
-    fn open(profile: &str, spec: RotationSpec, dir: PathBuf) -> anyhow::Result<Managed> {
-        config::create_private_dir(&dir)?;
-        let (records, keys) = read_state(&dir)?.unwrap_or_default();
-        let managed = Managed {
-            profile: profile.to_owned(),
-            spec,
-            dir,
-            records,
-            keys,
-            next_at: 0,
-        };
-        managed.remove_unnamed_files();
-        Ok(managed)
-    }
-
-    /// Plans at `now` and carries the plan out if it changes anything; says whether it did.
-    fn catch_up(&mut self, now: u64) -> anyhow::Result<bool> {
-        let plan = rotation::plan(&self.spec, &self.records, now);
-        if plan.is_noop(&self.records) {
-            self.next_at = plan.next_at;
-            return Ok(false);
-        }
-        self.apply(plan, now)?;
-        Ok(true)
-    }
-
-    /// Carries out a plan: new key files first, then the state, then deletions.
-    fn apply(&mut self, plan: Plan, now: u64) -> anyhow::Result<()> {
-        let rng = SystemRandom::new();
-        let mut records = plan.keep;
-        let mut keys = self.keys.clone();
-        for times in &plan.create {
-            let (kid, key, material) = new_key(self.spec.algorithm, &rng)?;
-            let path = self.dir.join(key_file_name(&kid, self.spec.algorithm)?);
-            config::write_private_file(&path, material.as_bytes())
-                .with_context(|| format!("writing new key {}", path.display()))?;
-            tracing::info!(profile = %self.profile, kid = %kid, alg = %self.spec.algorithm, activate_at = times.activate_at, "managed key generated and published");
-            keys.insert(kid.clone(), Arc::new(key));
-            records.push(KeyRecord {
-                kid,
-                algorithm: self.spec.algorithm,
-                times: *times,
-            });
-        }
-        records.sort_by_key(|r| (r.times.activate_at, r.times.retire_at));
-        let state = StateFile {
-            version: 1,
-            profile: self.profile.clone(),
-            keys: records.clone(),
-        };
-        let json = serde_json::to_vec_pretty(&state).context("encoding the key state")?;
-        let state_path = self.dir.join(STATE_FILE);
-        config::write_private_file(&state_path, &json)
-            .with_context(|| format!("writing {}", state_path.display()))?;
-        for dropped in &plan.drop {
-            keys.remove(&dropped.kid);
-            if let Ok(name) = key_file_name(&dropped.kid, dropped.algorithm) {
-                let _ = fs::remove_file(self.dir.join(name));
-            }
-            let why = if now >= dropped.times.remove_at {
-                "removed"
-            } else {
-                "dropped before it signed"
-            };
-            tracing::info!(profile = %self.profile, kid = %dropped.kid, "managed key {why}");
-        }
-        self.records = records;
-        self.keys = keys;
-        self.next_at = plan.next_at;
-        Ok(())
-    }
-
-    fn remove_unnamed_files(&self) {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == STATE_FILE {
-                continue;
-            }
-            let named = self
-                .records
-                .iter()
-                .any(|r| key_file_name(&r.kid, r.algorithm).is_ok_and(|file| file == name));
-            let ours =
-                name.ends_with(".tmp") || name.ends_with(".pem") || name.ends_with(".secret");
-            if ours && !named {
-                tracing::info!(profile = %self.profile, file = %name, "deleting a key file the key state does not name (left by an interrupted rotation)");
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
-}
-
-/// The managed key directory of `profile` under `data_dir`.
-pub fn managed_dir(data_dir: &std::path::Path, profile: &str) -> PathBuf {
-    data_dir.join("managed").join(profile)
-}
-
-/// Reads a managed key directory as a start-up would, without changing anything in it: the
-/// records of `state.json` and every key they name, parsed. `None` when there is no state yet.
-pub fn read_state(dir: &std::path::Path) -> anyhow::Result<Option<(Vec<KeyRecord>, KeyMap)>> {
-    let state_path = dir.join(STATE_FILE);
-    let records = match fs::read(&state_path) {
-        Ok(bytes) => {
-            let file: StateFile = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not a key state file", state_path.display()))?;
-            if file.version != 1 {
-                bail!(
-                    "{}: state version {} is not supported",
-                    state_path.display(),
-                    file.version
-                );
-            }
-            file.keys
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", state_path.display())),
-    };
-    let mut keys = HashMap::new();
-    for record in &records {
-        let path = dir.join(key_file_name(&record.kid, record.algorithm)?);
-        let bytes = fs::read(&path).with_context(|| {
-            format!(
-                "{} names key {:?}, but its key file cannot be read",
-                state_path.display(),
-                record.kid
-            )
-        })?;
-        let key = KeyId::parse(&record.kid)
-            .and_then(|id| Key::from_material(id, record.algorithm, &bytes))
-            .with_context(|| format!("key file {}", path.display()))?;
-        keys.insert(record.kid.clone(), Arc::new(key));
-    }
-    Ok(Some((records, keys)))
-}
-
-/// Managed keys by kid.
-pub type KeyMap = HashMap<String, Arc<Key>>;
-
-/// `<kid>.pem`, or `<kid>.secret` for HMAC; refuses kids that are not plain file names.
-fn key_file_name(kid: &str, algorithm: Algorithm) -> anyhow::Result<String> {
-    let plain = !kid.is_empty()
-        && !kid.starts_with('.')
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !plain {
-        bail!("managed key id {kid:?} is not a plain file name");
-    }
-    let ext = if algorithm.family() == KeyFamily::Hmac {
-        "secret"
-    } else {
-        "pem"
-    };
-    Ok(format!("{kid}.{ext}"))
-}
-
-/// Fresh key material and its kid: the RFC 7638 thumbprint, or for HMAC (whose thumbprint
-/// would be derived from the secret) 16 random bytes.
-fn new_key(algorithm: Algorithm, rng: &SystemRandom) -> anyhow::Result<(String, Key, String)> {
-    let material = keys::generate(algorithm, rng)?;
-    let key = Key::from_material(KeyId::parse("new")?, algorithm, material.as_bytes())?;
-    let kid = match key.thumbprint() {
-        Some(thumbprint) => thumbprint,
-        None => {
-            let mut bytes = [0u8; 16];
-            rng.fill(&mut bytes).map_err(|_| keys::KeyError::Random)?;
-            use base64::Engine as _;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        }
-    };
-    let key = key.with_id(KeyId::parse(&kid)?);
-    Ok((kid, key, material))
 }

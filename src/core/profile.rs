@@ -12,9 +12,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::keys::{Jwk, Key};
-use crate::login_url::LoginUrl;
-use crate::rotation::{KeyState, KeyTimes};
+use crate::core::keys::{Jwk, Key};
+use crate::core::login::LoginUrl;
+use crate::core::rotation::{KeyState, KeyTimes};
 
 /// The profile used when a request names none.
 pub const DEFAULT_PROFILE: &str = "default";
@@ -42,7 +42,7 @@ pub enum Schedule {
         not_before: Option<u64>,
         not_after: Option<u64>,
     },
-    /// A managed key's persisted times (see [`crate::rotation`]).
+    /// A managed key's persisted times (see [`crate::core::rotation`]).
     Managed(KeyTimes),
 }
 

@@ -18,13 +18,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, anyhow, bail};
 use ring::rand::SystemRandom;
 
-use crate::clock::{Clock as _, SystemClock};
-use crate::config::{self, Config, ConfigSource};
-use crate::keys::{self, Algorithm, Key, KeyFamily, KeyId};
-use crate::live;
-use crate::profile::Schedule;
+use crate::core::clock::{Clock as _, SystemClock};
+use crate::core::keys::{self, Algorithm, Key, KeyFamily, KeyId};
+use crate::core::profile::Schedule;
+use crate::core::rotation::KeyRecord;
 use crate::proto;
-use crate::rotation::KeyRecord;
+use crate::state::config::{Config, ConfigSource};
+use crate::state::managed;
 
 /// RSA keys are 2048 bits unless `--bits` says otherwise.
 pub const DEFAULT_RSA_BITS: usize = 2048;
@@ -96,7 +96,7 @@ pub fn generate_key(options: &GenerateOptions) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    config::write_private_file(out, material.as_bytes())
+    crate::state::files::write_private(out, material.as_bytes())
         .with_context(|| format!("cannot write the key to {}", out.display()))?;
     // The config resolves relative key paths against --data-dir, not against our working
     // directory, so the snippet names the file absolutely.
@@ -413,12 +413,12 @@ pub fn check_config(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Resu
         .filter(|p| p.rotation.is_some())
         .map(|p| {
             let name = &p.spec.name;
-            let dir = live::managed_dir(data_dir, name);
-            live::read_state(&dir)
+            let dir = managed::managed_dir(data_dir, name);
+            managed::read_state(&dir)
                 .with_context(|| format!("{}: profile {name:?}", config.origin))
                 .map(|state| {
                     let state = state.map(|(records, _)| ManagedState {
-                        path: dir.join("state.json"),
+                        path: dir.join(managed::STATE_FILE),
                         records,
                     });
                     (name.clone(), state)
@@ -584,7 +584,7 @@ fn report(
                         let _ = writeln!(
                             text,
                             "    managed state: none yet; keys would be generated on first start (in {})",
-                            live::managed_dir(data_dir, &spec.name).display()
+                            managed::managed_dir(data_dir, &spec.name).display()
                         );
                     }
                 }

@@ -13,8 +13,8 @@ use ring::rand::SecureRandom;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::keys::{Algorithm, Key, KeyId, SignError};
-use crate::profile::{Profile, REGISTERED_CLAIMS};
+use crate::core::keys::{Algorithm, Key, KeyId, SignError};
+use crate::core::profile::{Profile, REGISTERED_CLAIMS};
 
 /// The largest a subject may be, in bytes.
 pub const MAX_SUBJECT_BYTES: usize = 1024;
@@ -809,8 +809,8 @@ mod tests {
     use ring::rand::SystemRandom;
 
     use super::*;
-    use crate::keys::{HmacSecret, Key};
-    use crate::profile::ProfileSpec;
+    use crate::core::keys::{HmacSecret, Key};
+    use crate::core::profile::ProfileSpec;
 
     fn hs256_profile() -> Profile {
         let alg = Algorithm::HS256;

@@ -1,15 +1,14 @@
 //! The configuration file: serde structs that mirror the TOML, turned by [`Config::from_toml`]
 //! into one checked [`Config`] of keys and profile templates. This is the only module that
 //! reads configured key files or the environment, and it writes generated key files; managed
-//! key directories belong to [`crate::live`].
+//! key directories belong to [`crate::state::managed`].
 //!
 //! Every error names where it came from: the file, the key id or profile, the field, the reason.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +18,14 @@ use base64::Engine as _;
 use ring::rand::SystemRandom;
 use serde::Deserialize;
 
-use crate::keys::{self, Algorithm, HmacSecret, Key, KeyFamily, KeyId, KeyStore};
-use crate::login_url::LoginUrl;
-use crate::profile::{DEFAULT_MAX_TOKEN_BYTES, Profile, ProfileSpec, Schedule, SigningKey};
-use crate::rotation::{KeyTimes, RotationSpec};
+use crate::core::keys::{self, Algorithm, HmacSecret, Key, KeyFamily, KeyId, KeyStore};
+use crate::core::login::LoginUrl;
+use crate::core::profile::{DEFAULT_MAX_TOKEN_BYTES, Profile, ProfileSpec, Schedule, SigningKey};
+use crate::core::rotation::{KeyTimes, RotationSpec};
+use crate::state::files;
 
 /// The configuration `serve` runs on when no `--config` is given; `examples/default.toml`.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/default.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../examples/default.toml");
 
 /// The address the service listens on unless the config or `--listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -155,7 +155,7 @@ impl ProfileTemplate {
     pub fn build(
         &self,
         managed: impl IntoIterator<Item = (Arc<Key>, KeyTimes)>,
-    ) -> Result<Profile, crate::profile::ProfileError> {
+    ) -> Result<Profile, crate::core::profile::ProfileError> {
         let mut spec = self.spec.clone();
         spec.signing_keys
             .extend(managed.into_iter().map(|(key, times)| SigningKey {
@@ -514,7 +514,7 @@ fn read_key_file(
         if writes == Writes::Forbidden {
             return Ok((material.into_bytes(), Some(path.to_owned())));
         }
-        write_private_file(path, material.as_bytes()).with_context(|| {
+        files::write_private(path, material.as_bytes()).with_context(|| {
             format!(
                 "{field} {}: cannot create the generated key",
                 path.display()
@@ -529,49 +529,6 @@ fn read_key_file(
         tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "key file is readable by other users; chmod 600 it");
     }
     Ok((bytes, None))
-}
-
-/// Writes a new file readable only by this user: temp file, fsync, rename, fsync the directory,
-/// so a crash leaves either no key or a whole one.
-pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    let written = file.write_all(contents).and_then(|()| file.sync_all());
-    drop(file);
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e.into());
-    }
-    fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-/// Creates `dir` and any missing parents, each readable only by this user.
-pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    }
-    Ok(())
 }
 
 fn build_profile(

@@ -16,13 +16,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use crate::admin::KeyAdminService;
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::live::Live;
+use crate::api::admin::KeyAdminService;
+use crate::api::service::TokenAuthorityService;
+use crate::core::clock::Clock;
 use crate::proto::key_admin_server::KeyAdminServer;
 use crate::proto::token_authority_server::TokenAuthorityServer;
-use crate::service::TokenAuthorityService;
+use crate::state::config::Config;
+use crate::state::live::Live;
 
 /// The gRPC service name that health reports for the token service.
 pub const SERVICE_NAME: &str = "tokenauthority.v1.TokenAuthority";
@@ -198,7 +198,7 @@ impl Server {
             let live = live.clone();
             let stop = stopping.clone().cancelled_owned();
             tokio::spawn(async move {
-                if let Err(e) = crate::http::serve(live, listener, stop).await {
+                if let Err(e) = crate::api::http::serve(live, listener, stop).await {
                     tracing::error!(error = %e, "the HTTP listener failed");
                 }
             })

@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::keys::Jwk;
-use crate::profile::{Profile, Profiles};
+use crate::core::keys::Jwk;
+use crate::core::profile::{Profile, Profiles};
 
 /// The published keys of one profile at `now` (seconds since the Unix epoch).
 pub fn for_profile(profile: &Profile, now: u64) -> Vec<Jwk> {

@@ -1,0 +1,8 @@
+//! The wire: the gRPC services, proto ↔ domain conversions, the one error → `Status` mapping,
+//! the HTTP listener for JWKS and discovery, and the server that runs them all.
+
+pub mod admin;
+pub mod error;
+pub mod http;
+pub mod server;
+pub mod service;

@@ -1,0 +1,9 @@
+//! What lives outside the process: the configuration file turned into checked specs, the live
+//! snapshot that rotation and reload swap, the managed key directories, and atomic file writes.
+//!
+//! Reading order: [`config`], [`files`], [`managed`], [`live`].
+
+pub mod config;
+pub mod files;
+pub mod live;
+pub mod managed;
