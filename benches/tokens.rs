@@ -22,7 +22,7 @@ use ring::signature::{
     UnparsedPublicKey, VerificationAlgorithm,
 };
 use token_authority::core::keys::{Algorithm, HmacSecret, Key, KeyId};
-use token_authority::core::profile::{Profile, ProfileSpec};
+use token_authority::core::profile::{Profile, ProfileName, ProfileSpec};
 use token_authority::core::token::{self, IssueRequest};
 
 const RSA_2048: &[u8] = include_bytes!("../tests/fixtures/rsa-2048.pem");
@@ -163,7 +163,8 @@ fn pkcs8(pem_text: &[u8]) -> Vec<u8> {
 
 fn bench_algorithm(c: &mut Criterion, alg: Algorithm, now: SystemTime, rng: &SystemRandom) {
     let (key, signer, verifier) = load(alg, rng);
-    let mut spec = ProfileSpec::new("bench", Some(Arc::new(key)));
+    let name = ProfileName::parse("bench").expect("a valid profile name");
+    let mut spec = ProfileSpec::new(name, Some(Arc::new(key)));
     spec.issuer = Some("https://auth.example.com".into());
     let profile = Profile::new(spec).expect("the bench profile is valid");
     let request = || IssueRequest {

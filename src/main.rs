@@ -207,10 +207,7 @@ async fn serve(
     http_listen: Option<SocketAddr>,
     data_dir: PathBuf,
 ) -> anyhow::Result<ExitCode> {
-    let source = match &config {
-        Some(path) => ConfigSource::File(path),
-        None => ConfigSource::Embedded,
-    };
+    let source = config.map_or(ConfigSource::Embedded, ConfigSource::File);
     // Taken over before anything slow, so an early SIGHUP cannot end the process (its default).
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let started = std::time::Instant::now();

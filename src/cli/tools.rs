@@ -20,7 +20,7 @@ use ring::rand::SystemRandom;
 
 use crate::core::clock::{Clock as _, SystemClock};
 use crate::core::keys::{self, Algorithm, Key, KeyFamily, KeyId};
-use crate::core::profile::Schedule;
+use crate::core::profile::{ProfileName, Schedule};
 use crate::core::rotation::KeyRecord;
 use crate::proto;
 use crate::state::config::{Config, ConfigSource};
@@ -403,7 +403,7 @@ fn list_text(list: &proto::ListKeysResponse) -> String {
 /// memory only ([`Config::check`]), and managed key directories are only read.
 pub fn check_config(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Result<()> {
     let source = match config_file {
-        Some(path) => ConfigSource::File(path),
+        Some(path) => ConfigSource::File(path.to_owned()),
         None => ConfigSource::Embedded,
     };
     let config = Config::check(source, data_dir)?;
@@ -454,7 +454,7 @@ fn span(seconds: u64) -> humantime::FormattedDuration {
 /// The human-readable summary `config check` prints.
 fn report(
     config: &Config,
-    managed: &BTreeMap<String, Option<ManagedState>>,
+    managed: &BTreeMap<ProfileName, Option<ManagedState>>,
     data_dir: &Path,
     now: u64,
 ) -> String {
@@ -509,10 +509,7 @@ fn report(
             .flat_map(|p| &p.spec.signing_keys)
             .find(|s| s.key.id() == key.id())
             .and_then(|s| match s.schedule {
-                Schedule::File {
-                    not_before,
-                    not_after,
-                } => Some((not_before, not_after)),
+                Schedule::File(window) => Some((window.not_before(), window.not_after())),
                 Schedule::Managed(_) => None,
             });
         if let Some((not_before, not_after)) = window {
@@ -562,7 +559,7 @@ fn report(
                     span(rotation.publish_ahead),
                     span(rotation.verify_after),
                 );
-                match managed.get(&spec.name) {
+                match managed.get(spec.name.as_str()) {
                     Some(Some(state)) => {
                         let _ = writeln!(text, "    managed state: {}", state.path.display());
                         for record in &state.records {
@@ -653,7 +650,7 @@ mod tests {
         let file = dir.path().join("c.toml");
         fs::write(&file, &toml).unwrap();
         let data = dir.path().join("data");
-        let config = Config::check(ConfigSource::File(&file), &data).unwrap();
+        let config = Config::check(ConfigSource::File(file.clone()), &data).unwrap();
         let made: Vec<(&str, &Path)> = config
             .would_generate
             .iter()

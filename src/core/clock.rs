@@ -17,6 +17,12 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
+/// A duration in whole seconds, the unit of JWT times and key schedules; `None` when it has a
+/// fraction of a second, which is refused rather than rounded wherever a duration is configured.
+pub fn whole_seconds(value: Duration) -> Option<u64> {
+    (value.subsec_nanos() == 0).then_some(value.as_secs())
+}
+
 /// The operating system's wall clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

@@ -11,7 +11,7 @@ pub fn for_profile(profile: &Profile, now: u64) -> Vec<Jwk> {
     profile.published_jwks(now)
 }
 
-/// The published keys of every profile (or of those `matching`), each key once.
+/// The published keys of the given profiles, each key once (profiles may share a key).
 pub fn for_profiles<'a>(profiles: impl IntoIterator<Item = &'a Profile>, now: u64) -> Vec<Jwk> {
     let mut keys: Vec<Jwk> = Vec::new();
     for profile in profiles {

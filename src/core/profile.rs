@@ -1,10 +1,12 @@
 //! A profile: a named, configured token shape. Which key signs, which keys verify, issuer,
 //! audience, lifetimes, the subject claim, required and fixed claims, the login URL.
 //!
-//! A [`Profile`] is only made by [`Profile::new`], which cross-checks its parts, so the token
-//! code never checks configuration again.
+//! A [`Profile`] is only made by [`Profile::new`], which applies every default and does every
+//! cross-check, once; the configuration layer only translates the file, and the token code never
+//! checks configuration again.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use crate::core::clock::whole_seconds;
 use crate::core::keys::{Jwk, Key};
 use crate::core::login::LoginUrl;
 use crate::core::rotation::{KeyState, KeyTimes};
@@ -25,6 +28,73 @@ pub const REGISTERED_CLAIMS: [&str; 7] = ["iss", "sub", "aud", "exp", "nbf", "ia
 /// The longest token Verify reads unless a profile says otherwise.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// The lifetime of issued tokens unless a profile says otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+/// The lifetime of login-link tokens unless a profile says otherwise (or its max_ttl is shorter).
+pub const DEFAULT_LOGIN_TTL: Duration = Duration::from_secs(30);
+
+/// A profile's name: 1 to 64 characters from A-Z a-z 0-9 _ - . (checked once, so it is safe
+/// in a log line, a URL path and a directory name).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProfileName(String);
+
+impl ProfileName {
+    /// Refuses anything but 1 to 64 characters from A-Z a-z 0-9 _ - .
+    pub fn parse(name: &str) -> Result<ProfileName, ProfileError> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if ok {
+            Ok(ProfileName(name.to_owned()))
+        } else {
+            Err(ProfileError::BadName(name.to_owned()))
+        }
+    }
+
+    /// The name as configured.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ProfileName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ProfileName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProfileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ProfileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// The profile a request means by `name`: an empty name means [`DEFAULT_PROFILE`]. Every RPC,
+/// the admin calls and the logs read names through this one rule.
+pub fn requested(name: &str) -> &str {
+    if name.is_empty() {
+        DEFAULT_PROFILE
+    } else {
+        name
+    }
+}
+
 /// A key that signs for a profile, and when.
 #[derive(Clone, Debug)]
 pub struct SigningKey {
@@ -37,13 +107,47 @@ pub struct SigningKey {
 pub enum Schedule {
     /// A configured key: signs from `not_before` (or always) until `not_after` or until the
     /// next configured key's `not_before`, whichever is first; then verifies for the profile's
-    /// max_ttl + leeway. Seconds since the Unix epoch.
-    File {
-        not_before: Option<u64>,
-        not_after: Option<u64>,
-    },
+    /// max_ttl + leeway.
+    File(SigningWindow),
     /// A managed key's persisted times (see [`crate::core::rotation`]).
     Managed(KeyTimes),
+}
+
+/// A configured key's `not_before` and `not_after` (seconds since the Unix epoch), checked to
+/// leave the key some time to sign.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigningWindow {
+    not_before: Option<u64>,
+    not_after: Option<u64>,
+}
+
+impl SigningWindow {
+    /// Refuses a window that ends before it starts (`not_after` at or before `not_before`, or
+    /// at the epoch).
+    pub fn new(
+        not_before: Option<u64>,
+        not_after: Option<u64>,
+    ) -> Result<SigningWindow, ProfileError> {
+        if let Some(end) = not_after
+            && end <= not_before.unwrap_or(0)
+        {
+            return Err(ProfileError::EmptyWindow);
+        }
+        Ok(SigningWindow {
+            not_before,
+            not_after,
+        })
+    }
+
+    /// When the key starts signing; `None`: from the start.
+    pub fn not_before(&self) -> Option<u64> {
+        self.not_before
+    }
+
+    /// When the key stops signing at the latest; `None`: not before the next key takes over.
+    pub fn not_after(&self) -> Option<u64> {
+        self.not_after
+    }
 }
 
 impl SigningKey {
@@ -51,10 +155,7 @@ impl SigningKey {
     pub fn always(key: Arc<Key>) -> SigningKey {
         SigningKey {
             key,
-            schedule: Schedule::File {
-                not_before: None,
-                not_after: None,
-            },
+            schedule: Schedule::File(SigningWindow::default()),
         }
     }
 }
@@ -62,7 +163,7 @@ impl SigningKey {
 /// Everything a profile is made of, already parsed, before cross-checks.
 #[derive(Clone, Debug)]
 pub struct ProfileSpec {
-    pub name: String,
+    pub name: ProfileName,
     /// The keys that sign, each with its schedule; they verify during their windows too.
     pub signing_keys: Vec<SigningKey>,
     /// Further keys that verify at all times (a partner's public key, a retired secret).
@@ -70,11 +171,11 @@ pub struct ProfileSpec {
     pub issuer: Option<String>,
     pub audience: Vec<String>,
     pub allow_audience_override: bool,
-    /// Default lifetime of issued tokens; 5 minutes when `None`.
+    /// Default lifetime of issued tokens; [`DEFAULT_TTL`] when `None`.
     pub ttl: Option<Duration>,
     /// Longest lifetime a request may ask for; the ttl when `None`.
     pub max_ttl: Option<Duration>,
-    /// Lifetime of login-link tokens; 30 s (or max_ttl if shorter) when `None`.
+    /// Lifetime of login-link tokens; [`DEFAULT_LOGIN_TTL`] (or max_ttl if shorter) when `None`.
     pub login_ttl: Option<Duration>,
     pub leeway: Duration,
     /// The claim that carries the subject; "sub" when `None`.
@@ -95,8 +196,8 @@ pub enum ProfileError {
     BadName(String),
     #[error("signing_key {key:?} has no private key (it is verify-only), so it cannot sign")]
     SigningKeyCannotSign { key: String },
-    #[error("key {key:?}: not_before must be earlier than not_after")]
-    EmptyWindow { key: String },
+    #[error("not_before must be earlier than not_after")]
+    EmptyWindow,
     #[error("the profile has neither a signing_key nor verify_keys")]
     NoKeys,
     #[error(
@@ -169,7 +270,7 @@ pub(crate) struct VerifyKey {
 /// A checked profile; its parts are read by the token and login URL code.
 #[derive(Debug)]
 pub struct Profile {
-    pub(crate) name: String,
+    pub(crate) name: ProfileName,
     /// Signing keys in activation order; windows of managed keys never overlap.
     pub(crate) signers: Vec<Signer>,
     pub(crate) verify_keys: Vec<VerifyKey>,
@@ -189,117 +290,20 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Cross-checks a spec: lifetimes in order and whole seconds, keys able to do their jobs,
-    /// fixed claims not stepping on the service's own.
+    /// Applies every default and every cross-check to a spec: the name, keys able to do their
+    /// jobs, lifetimes in order and whole seconds, claims not stepping on the service's own,
+    /// limits; then resolves each signing key's times and the windows keys verify in.
     pub fn new(spec: ProfileSpec) -> Result<Profile, ProfileError> {
-        let name_ok = !spec.name.is_empty()
-            && spec.name.len() <= 64
-            && spec
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-        if !name_ok {
-            return Err(ProfileError::BadName(spec.name));
-        }
-        for signing in &spec.signing_keys {
-            if !signing.key.can_sign() {
-                return Err(ProfileError::SigningKeyCannotSign {
-                    key: signing.key.id().to_string(),
-                });
-            }
-        }
-        if spec.signing_keys.is_empty() && spec.verify_keys.is_empty() {
-            return Err(ProfileError::NoKeys);
-        }
-
-        let ttl = spec.ttl.unwrap_or(Duration::from_secs(300));
-        let max_ttl = spec.max_ttl.unwrap_or(ttl);
-        let login_ttl = spec
-            .login_ttl
-            .unwrap_or_else(|| Duration::from_secs(30).min(max_ttl));
-        whole_seconds("ttl", ttl)?;
-        whole_seconds("max_ttl", max_ttl)?;
-        whole_seconds("login_ttl", login_ttl)?;
-        whole_seconds("leeway", spec.leeway)?;
-        for (field, value) in [("ttl", ttl), ("login_ttl", login_ttl)] {
-            if value < Duration::from_secs(1) {
-                return Err(ProfileError::TooShort { field });
-            }
-            if value > max_ttl {
-                return Err(ProfileError::AboveMax {
-                    field,
-                    value: humantime::format_duration(value).to_string(),
-                    max: humantime::format_duration(max_ttl).to_string(),
-                });
-            }
-        }
-
-        let subject_claim = spec.subject_claim.unwrap_or_else(|| "sub".to_owned());
-        if subject_claim.is_empty() {
-            return Err(ProfileError::Empty {
-                field: "subject_claim",
-            });
-        }
-        if subject_claim != "sub" && REGISTERED_CLAIMS.contains(&subject_claim.as_str()) {
-            return Err(ProfileError::BadSubjectClaim(subject_claim));
-        }
-        for claim in spec.claims.keys() {
-            if REGISTERED_CLAIMS.contains(&claim.as_str()) || *claim == subject_claim {
-                return Err(ProfileError::ReservedFixedClaim(claim.clone()));
-            }
-        }
-        if let Some(issuer) = &spec.issuer
-            && issuer.is_empty()
-        {
-            return Err(ProfileError::Empty { field: "issuer" });
-        }
-        if spec.audience.iter().any(String::is_empty) {
-            return Err(ProfileError::Empty { field: "audience" });
-        }
-        if spec.required_claims.iter().any(String::is_empty) {
-            return Err(ProfileError::Empty {
-                field: "required_claims",
-            });
-        }
-        for claim in &spec.required_claims {
-            let never = (claim == "iss" && spec.issuer.is_none())
-                || (claim == "aud" && spec.audience.is_empty() && !spec.allow_audience_override)
-                || claim == "nbf";
-            if never && !spec.signing_keys.is_empty() {
-                return Err(ProfileError::RequiredClaimNeverSet(claim.clone()));
-            }
-        }
-        if let Some(typ) = &spec.typ {
-            let ok =
-                !typ.is_empty() && typ.len() <= 64 && typ.bytes().all(|b| b.is_ascii_graphic());
-            if !ok {
-                return Err(ProfileError::BadTyp(typ.clone()));
-            }
-        }
-        if !(256..=65536).contains(&spec.max_token_bytes) {
-            return Err(ProfileError::BadMaxTokenBytes(spec.max_token_bytes));
-        }
-
-        let verify_after = max_ttl.as_secs().saturating_add(spec.leeway.as_secs());
-        let signers = resolve_signers(&spec.signing_keys, verify_after, spec.typ.as_deref())?;
-        let mut verify_keys: Vec<VerifyKey> = signers
-            .iter()
-            .map(|s| VerifyKey {
-                key: s.key.clone(),
-                from: s.times.publish_at,
-                until: s.times.remove_at,
-            })
-            .collect();
-        for key in spec.verify_keys {
-            if !verify_keys.iter().any(|v| Arc::ptr_eq(&v.key, &key)) {
-                verify_keys.push(VerifyKey {
-                    key,
-                    from: 0,
-                    until: u64::MAX,
-                });
-            }
-        }
-
+        check_keys(&spec)?;
+        let lifetimes = spec.lifetimes()?;
+        let subject_claim = check_claims(&spec)?;
+        check_limits(&spec)?;
+        let signers = resolve_signers(
+            &spec.signing_keys,
+            lifetimes.verify_after(),
+            spec.typ.as_deref(),
+        );
+        let verify_keys = verify_windows(&signers, spec.verify_keys);
         Ok(Profile {
             name: spec.name,
             signers,
@@ -307,10 +311,10 @@ impl Profile {
             issuer: spec.issuer,
             audience: spec.audience,
             allow_audience_override: spec.allow_audience_override,
-            ttl,
-            max_ttl,
-            login_ttl,
-            leeway: spec.leeway,
+            ttl: lifetimes.ttl,
+            max_ttl: lifetimes.max_ttl,
+            login_ttl: lifetimes.login_ttl,
+            leeway: lifetimes.leeway,
             subject_claim,
             required_claims: spec.required_claims,
             fixed_claims: spec.claims,
@@ -396,11 +400,179 @@ impl Profile {
     }
 }
 
+/// A profile's token lifetimes with the defaults applied, checked to be whole seconds and in
+/// order: ttl and login_ttl at least 1s and at most max_ttl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub ttl: Duration,
+    pub max_ttl: Duration,
+    pub login_ttl: Duration,
+    pub leeway: Duration,
+}
+
+impl Lifetimes {
+    /// How long a key must still verify after it stops signing, in seconds: max_ttl + leeway,
+    /// so every token it signed expires before it goes.
+    pub fn verify_after(&self) -> u64 {
+        self.max_ttl.as_secs().saturating_add(self.leeway.as_secs())
+    }
+}
+
+impl ProfileSpec {
+    /// The lifetimes this spec gives its tokens, defaults applied: ttl [`DEFAULT_TTL`], max_ttl
+    /// the ttl, login_ttl [`DEFAULT_LOGIN_TTL`] or max_ttl if shorter.
+    pub fn lifetimes(&self) -> Result<Lifetimes, ProfileError> {
+        let ttl = self.ttl.unwrap_or(DEFAULT_TTL);
+        let max_ttl = self.max_ttl.unwrap_or(ttl);
+        let login_ttl = self
+            .login_ttl
+            .unwrap_or_else(|| DEFAULT_LOGIN_TTL.min(max_ttl));
+        for (field, value) in [
+            ("ttl", ttl),
+            ("max_ttl", max_ttl),
+            ("login_ttl", login_ttl),
+            ("leeway", self.leeway),
+        ] {
+            if whole_seconds(value).is_none() {
+                return Err(ProfileError::NotWholeSeconds {
+                    field,
+                    value: humantime::format_duration(value).to_string(),
+                });
+            }
+        }
+        for (field, value) in [("ttl", ttl), ("login_ttl", login_ttl)] {
+            if value < Duration::from_secs(1) {
+                return Err(ProfileError::TooShort { field });
+            }
+            if value > max_ttl {
+                return Err(ProfileError::AboveMax {
+                    field,
+                    value: humantime::format_duration(value).to_string(),
+                    max: humantime::format_duration(max_ttl).to_string(),
+                });
+            }
+        }
+        Ok(Lifetimes {
+            ttl,
+            max_ttl,
+            login_ttl,
+            leeway: self.leeway,
+        })
+    }
+}
+
+/// Signing keys can sign, the profile has some key, and, where verify_keys are listed, they
+/// include every configured signing key (managed keys always verify for their profile).
+fn check_keys(spec: &ProfileSpec) -> Result<(), ProfileError> {
+    for signing in &spec.signing_keys {
+        if !signing.key.can_sign() {
+            return Err(ProfileError::SigningKeyCannotSign {
+                key: signing.key.id().to_string(),
+            });
+        }
+    }
+    if spec.signing_keys.is_empty() && spec.verify_keys.is_empty() {
+        return Err(ProfileError::NoKeys);
+    }
+    if !spec.verify_keys.is_empty()
+        && let Some(missing) = spec.signing_keys.iter().find(|s| {
+            matches!(s.schedule, Schedule::File(_))
+                && !spec.verify_keys.iter().any(|k| Arc::ptr_eq(k, &s.key))
+        })
+    {
+        return Err(ProfileError::SigningKeyNotVerified(
+            missing.key.id().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The subject claim and the fixed, required and registered claims fit together; returns the
+/// subject claim's name.
+fn check_claims(spec: &ProfileSpec) -> Result<String, ProfileError> {
+    let subject_claim = spec
+        .subject_claim
+        .clone()
+        .unwrap_or_else(|| "sub".to_owned());
+    if subject_claim.is_empty() {
+        return Err(ProfileError::Empty {
+            field: "subject_claim",
+        });
+    }
+    if subject_claim != "sub" && REGISTERED_CLAIMS.contains(&subject_claim.as_str()) {
+        return Err(ProfileError::BadSubjectClaim(subject_claim));
+    }
+    for claim in spec.claims.keys() {
+        if REGISTERED_CLAIMS.contains(&claim.as_str()) || *claim == subject_claim {
+            return Err(ProfileError::ReservedFixedClaim(claim.clone()));
+        }
+    }
+    if let Some(issuer) = &spec.issuer
+        && issuer.is_empty()
+    {
+        return Err(ProfileError::Empty { field: "issuer" });
+    }
+    if spec.audience.iter().any(String::is_empty) {
+        return Err(ProfileError::Empty { field: "audience" });
+    }
+    if spec.required_claims.iter().any(String::is_empty) {
+        return Err(ProfileError::Empty {
+            field: "required_claims",
+        });
+    }
+    for claim in &spec.required_claims {
+        let never = (claim == "iss" && spec.issuer.is_none())
+            || (claim == "aud" && spec.audience.is_empty() && !spec.allow_audience_override)
+            || claim == "nbf";
+        if never && !spec.signing_keys.is_empty() {
+            return Err(ProfileError::RequiredClaimNeverSet(claim.clone()));
+        }
+    }
+    Ok(subject_claim)
+}
+
+/// The `typ` header and the token size limit are within what the service supports.
+fn check_limits(spec: &ProfileSpec) -> Result<(), ProfileError> {
+    if let Some(typ) = &spec.typ {
+        let ok = !typ.is_empty() && typ.len() <= 64 && typ.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(ProfileError::BadTyp(typ.clone()));
+        }
+    }
+    if !(256..=65536).contains(&spec.max_token_bytes) {
+        return Err(ProfileError::BadMaxTokenBytes(spec.max_token_bytes));
+    }
+    Ok(())
+}
+
+/// Every key that verifies, with its window: each signing key while it is published and not
+/// removed, then the configured verify keys at all times.
+fn verify_windows(signers: &[Signer], configured: Vec<Arc<Key>>) -> Vec<VerifyKey> {
+    let mut verify_keys: Vec<VerifyKey> = signers
+        .iter()
+        .map(|s| VerifyKey {
+            key: s.key.clone(),
+            from: s.times.publish_at,
+            until: s.times.remove_at,
+        })
+        .collect();
+    for key in configured {
+        if !verify_keys.iter().any(|v| Arc::ptr_eq(&v.key, &key)) {
+            verify_keys.push(VerifyKey {
+                key,
+                from: 0,
+                until: u64::MAX,
+            });
+        }
+    }
+    verify_keys
+}
+
 impl ProfileSpec {
     /// A spec with every optional part at its default, for `name` signed by `signing_key`.
-    pub fn new(name: &str, signing_key: Option<Arc<Key>>) -> ProfileSpec {
+    pub fn new(name: ProfileName, signing_key: Option<Arc<Key>>) -> ProfileSpec {
         ProfileSpec {
-            name: name.to_owned(),
+            name,
             signing_keys: signing_key.into_iter().map(SigningKey::always).collect(),
             verify_keys: Vec::new(),
             issuer: None,
@@ -423,78 +595,65 @@ impl ProfileSpec {
 /// Resolves each signing key's times. Configured keys hand over to the next one at its
 /// not_before; every key verifies max_ttl + leeway past the end of its signing, so no token
 /// outlives its key (the rule Vault adopted after hashicorp/vault#11441).
-fn resolve_signers(
-    keys: &[SigningKey],
-    verify_after: u64,
-    typ: Option<&str>,
-) -> Result<Vec<Signer>, ProfileError> {
+fn resolve_signers(keys: &[SigningKey], verify_after: u64, typ: Option<&str>) -> Vec<Signer> {
     let starts: Vec<u64> = keys
         .iter()
         .filter_map(|k| match k.schedule {
-            Schedule::File { not_before, .. } => Some(not_before.unwrap_or(0)),
+            Schedule::File(window) => Some(window.not_before.unwrap_or(0)),
             Schedule::Managed(_) => None,
         })
         .collect();
-    let mut signers = Vec::with_capacity(keys.len());
-    for signing in keys {
-        let times = match signing.schedule {
-            Schedule::Managed(times) => times,
-            Schedule::File {
-                not_before,
-                not_after,
-            } => {
-                let start = not_before.unwrap_or(0);
-                let handover = starts.iter().copied().filter(|&s| s > start).min();
-                let retire_at = match (not_after, handover) {
-                    (Some(a), Some(b)) => a.min(b),
-                    (Some(a), None) => a,
-                    (None, Some(b)) => b,
-                    (None, None) => u64::MAX,
-                };
-                if retire_at <= start {
-                    return Err(ProfileError::EmptyWindow {
-                        key: signing.key.id().to_string(),
-                    });
-                }
-                KeyTimes {
-                    publish_at: 0,
-                    activate_at: start,
-                    retire_at,
-                    remove_at: retire_at.saturating_add(verify_after),
-                }
-            }
-        };
-        let mut header = BTreeMap::new();
-        header.insert("alg", signing.key.algorithm().name());
-        header.insert("typ", typ.unwrap_or("JWT"));
-        header.insert("kid", signing.key.id().as_str());
-        // Serializing a map of strings cannot fail.
-        let json = serde_json::to_vec(&header).unwrap_or_default();
-        signers.push(Signer {
+    let mut signers: Vec<Signer> = keys
+        .iter()
+        .map(|signing| Signer {
             key: signing.key.clone(),
-            times,
+            times: match signing.schedule {
+                Schedule::Managed(times) => times,
+                Schedule::File(window) => file_key_times(window, &starts, verify_after),
+            },
             managed: matches!(signing.schedule, Schedule::Managed(_)),
-            encoded_header: URL_SAFE_NO_PAD.encode(json),
-        });
-    }
+            encoded_header: encoded_header(&signing.key, typ),
+        })
+        .collect();
     signers.sort_by_key(|s| (s.times.activate_at, s.times.retire_at));
-    Ok(signers)
+    signers
 }
 
-fn whole_seconds(field: &'static str, value: Duration) -> Result<(), ProfileError> {
-    if value.subsec_nanos() != 0 {
-        return Err(ProfileError::NotWholeSeconds {
-            field,
-            value: humantime::format_duration(value).to_string(),
-        });
+/// A configured key signs from its not_before until its not_after or the next configured
+/// key's not_before, whichever comes first. The window is never empty: `SigningWindow` ends
+/// after it starts, and a handover is by construction later than the start.
+fn file_key_times(window: SigningWindow, starts: &[u64], verify_after: u64) -> KeyTimes {
+    let start = window.not_before.unwrap_or(0);
+    let handover = starts.iter().copied().filter(|&s| s > start).min();
+    let retire_at = match (window.not_after, handover) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        (None, None) => u64::MAX,
+    };
+    KeyTimes {
+        publish_at: 0,
+        activate_at: start,
+        retire_at,
+        remove_at: retire_at.saturating_add(verify_after),
     }
-    Ok(())
+}
+
+/// base64url of the protected header `key` puts on every token: `alg`, `kid`, `typ`.
+fn encoded_header(key: &Key, typ: Option<&str>) -> String {
+    let mut header = BTreeMap::new();
+    header.insert("alg", key.algorithm().name());
+    header.insert("typ", typ.unwrap_or("JWT"));
+    header.insert("kid", key.id().as_str());
+    // Serializing a map of strings cannot fail.
+    let json = serde_json::to_vec(&header).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(json)
 }
 
 /// Every profile by name; built once at start-up, read-only afterwards.
 #[derive(Debug, Default)]
 pub struct Profiles {
-    by_name: HashMap<String, Arc<Profile>>,
+    by_name: HashMap<ProfileName, Arc<Profile>>,
 }
 
 impl Profiles {
@@ -507,14 +666,9 @@ impl Profiles {
         Ok(())
     }
 
-    /// The profile called `name`; an empty name means [`DEFAULT_PROFILE`].
+    /// The profile called `name`; an empty name means [`DEFAULT_PROFILE`] (see [`requested`]).
     pub fn get(&self, name: &str) -> Option<&Arc<Profile>> {
-        let name = if name.is_empty() {
-            DEFAULT_PROFILE
-        } else {
-            name
-        };
-        self.by_name.get(name)
+        self.by_name.get(requested(name))
     }
 
     /// All profiles, sorted by name.

@@ -88,7 +88,7 @@ pub fn issue(
 ) -> Result<Issued, IssueError> {
     if profile.signers.is_empty() {
         return Err(IssueError::VerifyOnly {
-            profile: profile.name.clone(),
+            profile: profile.name.to_string(),
         });
     }
     let now_secs = now
@@ -97,7 +97,7 @@ pub fn issue(
         .as_secs();
     let Some(signer) = profile.signer_at(now_secs) else {
         return Err(IssueError::NoActiveKey {
-            profile: profile.name.clone(),
+            profile: profile.name.to_string(),
         });
     };
     let (key, encoded_header) = (&signer.key, &signer.encoded_header);
@@ -136,7 +136,7 @@ pub fn issue(
         profile.audience.clone()
     } else if !profile.allow_audience_override {
         return Err(IssueError::AudienceOverrideNotAllowed {
-            profile: profile.name.clone(),
+            profile: profile.name.to_string(),
         });
     } else if request.audience.iter().any(String::is_empty) {
         return Err(IssueError::EmptyAudience);
@@ -816,7 +816,8 @@ mod tests {
         let alg = Algorithm::HS256;
         let secret = HmacSecret::new(alg, b"unit-test-secret-of-32-bytes-ok!".to_vec()).unwrap();
         let key = Key::from_hmac_secret(KeyId::parse("k").unwrap(), secret, alg).unwrap();
-        let mut spec = ProfileSpec::new("unit", Some(Arc::new(key)));
+        let name = crate::core::profile::ProfileName::parse("unit").unwrap();
+        let mut spec = ProfileSpec::new(name, Some(Arc::new(key)));
         spec.issuer = Some("https://issuer.test".into());
         Profile::new(spec).unwrap()
     }

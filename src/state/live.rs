@@ -16,7 +16,7 @@ use anyhow::{Context as _, anyhow};
 use arc_swap::ArcSwap;
 
 use crate::core::clock::Clock;
-use crate::core::profile::Profiles;
+use crate::core::profile::{self, ProfileName, Profiles};
 use crate::core::rotation::{self, KeyState};
 use crate::state::config::Config;
 use crate::state::managed::{Managed, managed_dir};
@@ -74,7 +74,7 @@ pub struct Live {
 
 struct State {
     config: Config,
-    managed: BTreeMap<String, Managed>,
+    managed: BTreeMap<ProfileName, Managed>,
 }
 
 impl Live {
@@ -149,11 +149,7 @@ impl Live {
         revoke_previous: bool,
     ) -> Result<Rotated, AdminError> {
         let mut state = self.state.lock().await;
-        let name = if profile.is_empty() {
-            crate::core::profile::DEFAULT_PROFILE
-        } else {
-            profile
-        };
+        let name = profile::requested(profile);
         let now = self.clock.unix_seconds();
         let Some(managed) = state.managed.get_mut(name) else {
             return Err(if self.current().profiles.get(name).is_some() {
@@ -272,9 +268,9 @@ impl Live {
 /// unchanged, otherwise opened from disk and re-planned.
 fn open_all(
     config: &Config,
-    previous: &BTreeMap<String, Managed>,
+    previous: &BTreeMap<ProfileName, Managed>,
     now: u64,
-) -> anyhow::Result<BTreeMap<String, Managed>> {
+) -> anyhow::Result<BTreeMap<ProfileName, Managed>> {
     let mut managed = BTreeMap::new();
     for template in &config.profiles {
         let Some(spec) = &template.rotation else {
@@ -287,7 +283,7 @@ fn open_all(
             _ => {
                 let in_profile = || format!("{}: profile {name:?}", config.origin);
                 let mut opened =
-                    Managed::open(&name, spec.clone(), dir).with_context(in_profile)?;
+                    Managed::open(name.clone(), spec.clone(), dir).with_context(in_profile)?;
                 opened.catch_up(now).with_context(in_profile)?;
                 opened
             }
@@ -299,13 +295,13 @@ fn open_all(
 
 fn build_snapshot(
     config: &Config,
-    managed: &BTreeMap<String, Managed>,
+    managed: &BTreeMap<ProfileName, Managed>,
     loaded_at: SystemTime,
 ) -> anyhow::Result<Snapshot> {
     let mut profiles = Profiles::default();
     for template in &config.profiles {
         let name = &template.spec.name;
-        let keys: Vec<_> = match managed.get(name) {
+        let keys: Vec<_> = match managed.get(name.as_str()) {
             Some(m) => m
                 .records
                 .iter()

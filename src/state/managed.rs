@@ -14,13 +14,14 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::core::keys::{self, Algorithm, Key, KeyFamily, KeyId};
+use crate::core::profile::ProfileName;
 use crate::core::rotation::{self, KeyRecord, Plan, RotationSpec};
 use crate::state::files;
 
 /// One managed profile's keys, as on disk.
 #[derive(Clone)]
 pub(crate) struct Managed {
-    pub(crate) profile: String,
+    pub(crate) profile: ProfileName,
     pub(crate) spec: RotationSpec,
     pub(crate) dir: PathBuf,
     pub(crate) records: Vec<KeyRecord>,
@@ -41,11 +42,15 @@ pub const STATE_FILE: &str = "state.json";
 impl Managed {
     /// Reads a managed profile's directory: state.json and every key it names. Files the state
     /// does not name (a crash between writing a key and recording it) are deleted.
-    pub(crate) fn open(profile: &str, spec: RotationSpec, dir: PathBuf) -> anyhow::Result<Managed> {
+    pub(crate) fn open(
+        profile: ProfileName,
+        spec: RotationSpec,
+        dir: PathBuf,
+    ) -> anyhow::Result<Managed> {
         files::create_private_dir(&dir)?;
         let (records, keys) = read_state(&dir)?.unwrap_or_default();
         let managed = Managed {
-            profile: profile.to_owned(),
+            profile,
             spec,
             dir,
             records,
@@ -88,7 +93,7 @@ impl Managed {
         records.sort_by_key(|r| (r.times.activate_at, r.times.retire_at));
         let state = StateFile {
             version: 1,
-            profile: self.profile.clone(),
+            profile: self.profile.to_string(),
             keys: records.clone(),
         };
         let json = serde_json::to_vec_pretty(&state).context("encoding the key state")?;

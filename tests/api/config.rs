@@ -348,7 +348,7 @@ async fn spawn_example(name: &str) -> TestApp {
         .join(name);
     // The example must load from its file exactly as `serve --config` would.
     Config::load(
-        ConfigSource::File(&path),
+        ConfigSource::File(path.clone()),
         Path::new("/nonexistent-data-dir"),
     )
     .unwrap();

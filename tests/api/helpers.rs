@@ -161,28 +161,22 @@ pub async fn spawn_app_from_file(config_toml: &str) -> TestApp {
     let data_dir = Arc::new(tempfile::tempdir().unwrap());
     let path = data_dir.path().join("config.toml");
     std::fs::write(&path, config_toml).unwrap();
-    start(Source::File(path), data_dir, SystemTime::now()).await
+    start(ConfigSource::File(path), data_dir, SystemTime::now()).await
 }
 
 /// Starts on `config_toml` with an existing data directory (a restart keeps managed keys).
 pub async fn spawn_app_in(config_toml: &str, data_dir: Arc<tempfile::TempDir>) -> TestApp {
     start(
-        Source::Text(config_toml.to_owned()),
+        ConfigSource::text(config_toml, "test config"),
         data_dir,
         SystemTime::now(),
     )
     .await
 }
 
-/// Where a test config comes from.
-pub enum Source {
-    Text(String),
-    File(PathBuf),
-}
-
 /// Starts the server on `source` in `data_dir`, its clock stopped at `start_at`.
 pub async fn start(
-    source: Source,
+    source: ConfigSource,
     data_dir: Arc<tempfile::TempDir>,
     start_at: SystemTime,
 ) -> TestApp {
@@ -195,10 +189,7 @@ pub async fn start(
         std::fs::write(data_dir.path().join(format!("{name}.secret")), secret).unwrap();
     }
     test_env();
-    let config = match &source {
-        Source::Text(text) => Config::from_toml(text, "test config", data_dir.path()).unwrap(),
-        Source::File(path) => Config::load(ConfigSource::File(path), data_dir.path()).unwrap(),
-    };
+    let config = Config::load(source, data_dir.path()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,117 @@
+//! The TOML file as serde reads it, field for field (`deny_unknown_fields` everywhere, so a
+//! misspelt setting is an error, not a silent default). Nothing here is checked beyond its type.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, RawProfile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub http_listen: HttpListen,
+    pub jwks_cache: Option<String>,
+    #[serde(default)]
+    pub admin: bool,
+    pub max_request_bytes: Option<usize>,
+    pub drain_timeout: Option<String>,
+}
+
+/// `server.http_listen`: an address, or `"off"` (or empty) for no HTTP listener.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HttpListen {
+    #[default]
+    Off,
+    At(SocketAddr),
+}
+
+impl<'de> Deserialize<'de> for HttpListen {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "" | "off" => Ok(HttpListen::Off),
+            addr => addr.parse().map(HttpListen::At).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "server.http_listen {addr:?}: {e} (write it as IP:PORT, or \"off\")"
+                ))
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub id: String,
+    pub algorithm: String,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secret_encoding: Option<SecretEncoding>,
+    pub private_key_file: Option<PathBuf>,
+    pub private_key_env: Option<String>,
+    pub public_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub generate: bool,
+    pub not_before: Option<toml::Value>,
+    pub not_after: Option<toml::Value>,
+}
+
+/// How an HMAC secret's text is turned into the secret's bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum SecretEncoding {
+    /// The bytes as written.
+    #[default]
+    Raw,
+    /// Standard or URL-safe base64, padded or not.
+    Base64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRotation {
+    pub algorithm: String,
+    pub rotate_every: String,
+    pub publish_ahead: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProfile {
+    pub signing_key: Option<String>,
+    pub signing_keys: Option<Vec<String>>,
+    pub rotation: Option<RawRotation>,
+    pub verify_keys: Option<Vec<String>>,
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audience: Vec<String>,
+    #[serde(default)]
+    pub allow_audience_override: bool,
+    pub ttl: Option<String>,
+    pub max_ttl: Option<String>,
+    pub login_ttl: Option<String>,
+    pub leeway: Option<String>,
+    pub subject_claim: Option<String>,
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    pub claims: Option<toml::Table>,
+    pub typ: Option<String>,
+    pub login_url: Option<String>,
+    #[serde(default)]
+    pub allowed_next_origins: Vec<String>,
+    pub max_token_bytes: Option<usize>,
+}
