@@ -7,7 +7,7 @@
 //! One file per concept, re-exported here so callers name only `keys::X`: `algorithm` (the
 //! algorithms and the ring objects each maps to), `id` (the checked key id), `key` (the parsed
 //! key that signs and verifies), `pem` (reading key files), `jwk` (publishing a public key and
-//! its thumbprint) and `generate` (new key material).
+//! its thumbprint) and `generate` (new key material and the `kid` a generated key gets).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ mod key;
 mod pem;
 
 pub use algorithm::{Algorithm, KeyFamily};
-pub use generate::{generate, generate_rsa};
+pub use generate::{generate, generate_named, generate_rsa, load_generated};
 pub use id::KeyId;
 pub use jwk::{Jwk, JwkMaterial};
 pub use key::{HmacSecret, Key, SignError};
