@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use ring::rand::{SecureRandom as _, SystemRandom};
+use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::core::keys::{self, Algorithm, Key, KeyFamily, KeyId};
@@ -205,20 +205,8 @@ fn key_file_name(kid: &str, algorithm: Algorithm) -> anyhow::Result<String> {
     Ok(format!("{kid}.{ext}"))
 }
 
-/// Fresh key material and its kid: the RFC 7638 thumbprint, or for HMAC (whose thumbprint
-/// would be derived from the secret) 16 random bytes.
+/// Fresh key material and its kid, named by the rule every generated key follows.
 fn new_key(algorithm: Algorithm, rng: &SystemRandom) -> anyhow::Result<(String, Key, String)> {
-    let material = keys::generate(algorithm, rng)?;
-    let key = Key::from_material(KeyId::parse("new")?, algorithm, material.as_bytes())?;
-    let kid = match key.thumbprint() {
-        Some(thumbprint) => thumbprint,
-        None => {
-            let mut bytes = [0u8; 16];
-            rng.fill(&mut bytes).map_err(|_| keys::KeyError::Random)?;
-            use base64::Engine as _;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        }
-    };
-    let key = key.with_id(KeyId::parse(&kid)?);
-    Ok((kid, key, material))
+    let (key, material) = keys::generate_named(algorithm, rng)?;
+    Ok((key.id().as_str().to_owned(), key, material))
 }

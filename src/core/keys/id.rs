@@ -1,0 +1,48 @@
+//! The key id (`kid`), checked once so every later use may trust it.
+
+use std::fmt;
+
+use super::KeyError;
+
+/// A key id (`kid`): checked once, so it is safe in a header, a log line and a file name.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// Accepts 1 to 128 characters from a conservative set, refusing anything else.
+    pub fn parse(id: &str) -> Result<KeyId, KeyError> {
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:+/=".contains(&b));
+        if ok {
+            Ok(KeyId(id.to_owned()))
+        } else {
+            Err(KeyError::BadKeyId(id.to_owned()))
+        }
+    }
+
+    /// The id as it appears in the `kid` header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::borrow::Borrow<str> for KeyId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
