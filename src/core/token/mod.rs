@@ -3,27 +3,25 @@
 //! This module never sees protobuf and never reads a key from a token: keys come only from the
 //! profile. Verify treats every byte of the token as hostile and refuses, with a reason, anything
 //! RFC 7515/7519 or RFC 8725 would not accept.
+//!
+//! Here live the types both sides share; [`issue`] runs its steps in `issue.rs`, [`verify`]
+//! its three phases (structure, key and signature, claims) in `verify.rs`, and `strict.rs`
+//! reads the token's bytes so that each token has exactly one reading.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::SecureRandom;
 use serde_json::{Map, Value};
 
 use crate::core::keys::{Algorithm, KeyId, SignError};
-use crate::core::profile::{Profile, REGISTERED_CLAIMS};
+use crate::core::profile::Profile;
 
+mod issue;
 mod strict;
 mod verify;
 
+pub use issue::{MAX_CLAIMS_BYTES, MAX_SUBJECT_BYTES, issue};
 pub use verify::verify;
-
-/// The largest a subject may be, in bytes.
-pub const MAX_SUBJECT_BYTES: usize = 1024;
-/// The largest the extra claims of one request may be, in bytes of JSON.
-pub const MAX_CLAIMS_BYTES: usize = 4096;
 
 /// What a caller asks to have signed.
 #[derive(Debug, Default, Clone)]
@@ -83,162 +81,6 @@ pub enum IssueError {
     Clock,
 }
 
-/// Signs a token for `request.subject` under `profile` at time `now`.
-pub fn issue(
-    profile: &Profile,
-    request: IssueRequest,
-    now: SystemTime,
-    rng: &dyn SecureRandom,
-) -> Result<Issued, IssueError> {
-    if profile.signers.is_empty() {
-        return Err(IssueError::VerifyOnly {
-            profile: profile.name.clone(),
-        });
-    }
-    let now_secs = now
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| IssueError::Clock)?
-        .as_secs();
-    let Some(signer) = profile.signer_at(now_secs) else {
-        return Err(IssueError::NoActiveKey {
-            profile: profile.name.clone(),
-        });
-    };
-    let (key, encoded_header) = (&signer.key, &signer.encoded_header);
-    if request.subject.is_empty() {
-        return Err(IssueError::EmptySubject);
-    }
-    if request.subject.len() > MAX_SUBJECT_BYTES {
-        return Err(IssueError::SubjectTooLong(request.subject.len()));
-    }
-    for claim in request.claims.keys() {
-        let why = if REGISTERED_CLAIMS.contains(&claim.as_str()) {
-            "is set by the service and cannot be given"
-        } else if *claim == profile.subject_claim {
-            "carries the subject in this profile; use the subject field"
-        } else if profile.fixed_claims.contains_key(claim) {
-            "is fixed by the profile and cannot be given"
-        } else {
-            continue;
-        };
-        return Err(IssueError::ReservedClaim {
-            claim: clip(claim),
-            why,
-        });
-    }
-    if !request.claims.is_empty() {
-        // A `Map<String, Value>` always serializes.
-        let len = serde_json::to_vec(&request.claims).map_or(usize::MAX, |v| v.len());
-        if len > MAX_CLAIMS_BYTES {
-            return Err(IssueError::ClaimsTooLarge {
-                len,
-                max: MAX_CLAIMS_BYTES,
-            });
-        }
-    }
-    let audience = if request.audience.is_empty() {
-        profile.audience.clone()
-    } else if !profile.allow_audience_override {
-        return Err(IssueError::AudienceOverrideNotAllowed {
-            profile: profile.name.clone(),
-        });
-    } else if request.audience.iter().any(String::is_empty) {
-        return Err(IssueError::EmptyAudience);
-    } else {
-        request.audience
-    };
-    let ttl = match request.ttl {
-        None => profile.ttl,
-        Some(ttl) if ttl > profile.max_ttl => {
-            return Err(IssueError::TtlTooLong {
-                ttl: humantime::format_duration(ttl).to_string(),
-                max: humantime::format_duration(profile.max_ttl).to_string(),
-            });
-        }
-        // NumericDate is whole seconds; rounding down keeps the token inside what was asked.
-        Some(ttl) if ttl.as_secs() == 0 => return Err(IssueError::TtlTooShort),
-        Some(ttl) => Duration::from_secs(ttl.as_secs()),
-    };
-
-    let issued_at = now_secs;
-    let expires_at = issued_at + ttl.as_secs();
-    // No token may outlive its key's verify window. Profiles build windows that guarantee it,
-    // so reaching this means a schedule was changed under a live key.
-    if expires_at > signer.times.remove_at {
-        return Err(IssueError::KeyWindow {
-            key_id: key.id().clone(),
-        });
-    }
-    let mut id_bytes = [0u8; 16];
-    rng.fill(&mut id_bytes).map_err(|_| SignError {
-        key_id: key.id().clone(),
-    })?;
-    let token_id = URL_SAFE_NO_PAD.encode(id_bytes);
-
-    let mut claims = request.claims;
-    claims.extend(
-        profile
-            .fixed_claims
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    claims.insert(
-        profile.subject_claim.clone(),
-        Value::String(request.subject),
-    );
-    if let Some(issuer) = &profile.issuer {
-        claims.insert("iss".into(), Value::String(issuer.clone()));
-    }
-    match audience.len() {
-        0 => {}
-        1 => {
-            claims.insert(
-                "aud".into(),
-                Value::String(audience.into_iter().next().unwrap_or_default()),
-            );
-        }
-        _ => {
-            claims.insert(
-                "aud".into(),
-                audience.into_iter().map(Value::String).collect(),
-            );
-        }
-    }
-    claims.insert("iat".into(), Value::Number(issued_at.into()));
-    claims.insert("exp".into(), Value::Number(expires_at.into()));
-    claims.insert("jti".into(), Value::String(token_id.clone()));
-    // A token its own profile would refuse is never handed out.
-    if let Some(missing) = missing_required_claim(profile, &claims) {
-        return Err(IssueError::MissingRequiredClaim(clip(missing)));
-    }
-    let payload = serde_json::to_vec(&claims).map_err(|_| SignError {
-        key_id: key.id().clone(),
-    })?;
-
-    let mut token = String::with_capacity(encoded_header.len() + payload.len() * 4 / 3 + 400);
-    token.push_str(encoded_header);
-    token.push('.');
-    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-    let signature = key.sign(rng, token.as_bytes())?;
-    token.push('.');
-    URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
-    if token.len() > profile.max_token_bytes {
-        return Err(IssueError::TokenTooLarge {
-            len: token.len(),
-            max: profile.max_token_bytes,
-        });
-    }
-
-    Ok(Issued {
-        token,
-        token_id,
-        issued_at,
-        expires_at,
-        key_id: key.id().clone(),
-        algorithm: key.algorithm(),
-    })
-}
-
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -287,6 +129,7 @@ pub struct Refusal {
     pub detail: String,
 }
 
+/// The one way a check refuses, so every refusal carries a reason and a detail.
 fn refuse<T>(failure: Failure, detail: impl Into<String>) -> Result<T, Refusal> {
     Err(Refusal {
         failure,
