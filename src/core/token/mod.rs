@@ -6,7 +6,8 @@
 //!
 //! Here live the types both sides share; [`issue`] runs its steps in `issue.rs`, [`verify`]
 //! its three phases (structure, key and signature, claims) in `verify.rs`, and `strict.rs`
-//! reads the token's bytes so that each token has exactly one reading.
+//! reads the token's bytes so that each token has exactly one reading. `login_link.rs` issues
+//! a token and fills it into the profile's login URL.
 
 use std::fmt;
 use std::time::Duration;
@@ -17,10 +18,12 @@ use crate::core::keys::{Algorithm, KeyId, SignError};
 use crate::core::profile::Profile;
 
 mod issue;
+mod login_link;
 mod strict;
 mod verify;
 
 pub use issue::{MAX_CLAIMS_BYTES, MAX_SUBJECT_BYTES, issue};
+pub use login_link::{LoginError, LoginLink, issue_link};
 pub use verify::verify;
 
 /// What a caller asks to have signed.
