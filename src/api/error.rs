@@ -4,8 +4,8 @@
 
 use tonic::Status;
 
-use crate::core::login::LoginError;
 use crate::core::token::IssueError;
+use crate::core::token::LoginError;
 use crate::state::live::AdminError;
 
 /// Everything an RPC can fail with, in the service's words.

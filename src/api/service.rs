@@ -13,7 +13,6 @@ use tracing::{Span, field::Empty};
 use crate::api::error::{ApiError, shown};
 use crate::core::jwks;
 use crate::core::keys::{Jwk, JwkMaterial};
-use crate::core::login;
 use crate::core::profile::Profile;
 use crate::core::token::{self, Failure, IssueRequest};
 use crate::proto::token_authority_server::TokenAuthority;
@@ -140,7 +139,7 @@ impl TokenAuthorityService {
             audience: Vec::new(),
             ttl: ttl_from_proto(req.ttl)?,
         };
-        let link = login::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
+        let link = token::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
         record_issued(&link.issued);
         Ok(proto::LoginUrlResponse {
             url: link.url,

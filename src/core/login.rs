@@ -1,14 +1,12 @@
 //! The login URL template, parsed once at start-up, filled per call; and the `next` rule that
 //! keeps login links from becoming open redirects.
-
-use std::time::SystemTime;
+//!
+//! Issuing a link is [`crate::core::token::issue_link`]'s job. This module imports nothing
+//! from the rest of the core, so a [`Profile`](crate::core::profile::Profile) can hold a
+//! parsed [`LoginUrl`] without the template depending back on profiles or tokens.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use ring::rand::SecureRandom;
 use url::{Origin, Url};
-
-use crate::core::profile::Profile;
-use crate::core::token::{self, IssueError, IssueRequest, Issued};
 
 /// Everything but RFC 3986 unreserved characters is encoded, so a value stays one query value.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -184,50 +182,6 @@ impl LoginUrl {
         }
         out
     }
-}
-
-/// A filled login link and the token inside it.
-#[derive(Debug, Clone)]
-pub struct LoginLink {
-    pub url: String,
-    pub issued: Issued,
-}
-
-/// Why a login link could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum LoginError {
-    #[error("profile {profile:?} has no login_url")]
-    NoLoginUrl { profile: String },
-    #[error("next: {0}")]
-    Next(#[source] NextError),
-    #[error(transparent)]
-    Issue(#[from] IssueError),
-}
-
-/// Issues a token with the profile's login lifetime (unless the request sets one) and wraps it,
-/// with `next`, into the profile's login URL. `next` is checked before anything is signed.
-pub fn issue_link(
-    profile: &Profile,
-    request: IssueRequest,
-    next: &str,
-    now: SystemTime,
-    rng: &dyn SecureRandom,
-) -> Result<LoginLink, LoginError> {
-    let Some(template) = &profile.login_url else {
-        return Err(LoginError::NoLoginUrl {
-            profile: profile.name().to_owned(),
-        });
-    };
-    template.check_next(next).map_err(LoginError::Next)?;
-    let request = IssueRequest {
-        ttl: request.ttl.or(Some(profile.login_ttl)),
-        ..request
-    };
-    let issued = token::issue(profile, request, now, rng)?;
-    Ok(LoginLink {
-        url: template.fill(&issued.token, next),
-        issued,
-    })
 }
 
 fn parse_origin(text: &str) -> Result<Origin, LoginUrlConfigError> {
