@@ -42,7 +42,7 @@ fn rotation(c: &mut Criterion) {
         .iter()
         .enumerate()
         .map(|(i, &(activate_at, retire_at))| KeyRecord {
-            kid: format!("k{i}"),
+            kid: KeyId::parse(&format!("k{i}")).expect("a valid key id"),
             algorithm: Algorithm::ES256,
             times: KeyTimes {
                 publish_at: activate_at - 3_900,

@@ -9,6 +9,7 @@ use tracing::field::Empty;
 
 use crate::api::error::{ApiError, shown};
 use crate::api::service::{finish, timestamp};
+use crate::core::keys::KeyId;
 use crate::core::profile::Profile;
 use crate::core::rotation;
 use crate::proto::key_admin_server::KeyAdmin;
@@ -75,8 +76,8 @@ impl KeyAdminService {
             .get(&req.profile)
             .map(|p| profile_keys(p, self.live.clock().unix_seconds()));
         Ok(proto::RotateKeyResponse {
-            new_key_id: rotated.new_key,
-            revoked_key_ids: rotated.revoked,
+            new_key_id: rotated.new_key.to_string(),
+            revoked_key_ids: rotated.revoked.iter().map(KeyId::to_string).collect(),
             keys,
         })
     }

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::keys::Algorithm;
+use crate::core::keys::{Algorithm, KeyId};
 
 /// A profile's `[profiles.NAME.rotation]` block, with its derived lifetimes in seconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub struct KeyTimes {
 /// A managed key as persisted: its id, algorithm and times. The key material lives beside it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
-    pub kid: String,
+    pub kid: KeyId,
     #[serde(with = "algorithm_name")]
     pub algorithm: Algorithm,
     #[serde(flatten)]

@@ -6,6 +6,7 @@
 //! or a relying party would notice: who signs, what verifies, what is published when.
 
 use super::*;
+use crate::core::keys::KeyId;
 
 const MINUTE: u64 = 60;
 const HOUR: u64 = 3600;
@@ -79,7 +80,7 @@ impl World {
         for times in &plan.create {
             self.minted += 1;
             records.push(KeyRecord {
-                kid: format!("k{}", self.minted),
+                kid: KeyId::parse(&format!("k{}", self.minted)).unwrap(),
                 algorithm: self.spec.algorithm,
                 times: *times,
             });
@@ -221,7 +222,7 @@ fn assert_published_ahead_except_the_first_start(ticks: &[Tick], spec: &Rotation
 /// A token a relying party holds: the key that signed it, when, and when it expires.
 #[derive(Debug)]
 struct Token {
-    kid: String,
+    kid: KeyId,
     signed_at: u64,
     exp: u64,
 }

@@ -16,6 +16,7 @@ use anyhow::{Context as _, anyhow};
 use arc_swap::ArcSwap;
 
 use crate::core::clock::Clock;
+use crate::core::keys::KeyId;
 use crate::core::profile::{self, ProfileName, Profiles};
 use crate::core::rotation::{self, KeyState};
 use crate::state::config::Config;
@@ -59,8 +60,8 @@ pub enum AdminError {
 /// The result of a rotation started by an operator.
 #[derive(Debug)]
 pub struct Rotated {
-    pub new_key: String,
-    pub revoked: Vec<String>,
+    pub new_key: KeyId,
+    pub revoked: Vec<KeyId>,
 }
 
 /// The service's changing state; see the module docs.
@@ -159,7 +160,7 @@ impl Live {
             });
         };
         let plan = rotation::rotate_now(&managed.spec, &managed.records, now, revoke_previous);
-        let revoked: Vec<String> = plan
+        let revoked: Vec<KeyId> = plan
             .drop
             .iter()
             .filter(|r| r.times.activate_at <= now)
@@ -173,7 +174,8 @@ impl Live {
             .iter()
             .find(|r| r.times.state_at(now) == KeyState::Active)
             .map(|r| r.kid.clone())
-            .unwrap_or_default();
+            // rotate_now always leaves a key active at `now`; not finding one is our fault.
+            .ok_or_else(|| AdminError::Failed("the rotation left no active key".to_owned()))?;
         tracing::warn!(profile = name, new_kid = %new_key, revoked = ?revoked, "key rotated by an operator");
         self.swap(&state)
             .map_err(|e| AdminError::Failed(format!("{e:#}")))?;

@@ -25,7 +25,7 @@ pub(crate) struct Managed {
     pub(crate) spec: RotationSpec,
     pub(crate) dir: PathBuf,
     pub(crate) records: Vec<KeyRecord>,
-    pub(crate) keys: HashMap<String, Arc<Key>>,
+    pub(crate) keys: KeyMap,
     pub(crate) next_at: u64,
 }
 
@@ -78,7 +78,8 @@ impl Managed {
         let mut records = plan.keep;
         let mut keys = self.keys.clone();
         for times in &plan.create {
-            let (kid, key, material) = new_key(self.spec.algorithm, &rng)?;
+            let (key, material) = keys::generate_named(self.spec.algorithm, &rng)?;
+            let kid = key.id().clone();
             let path = self.dir.join(key_file_name(&kid, self.spec.algorithm)?);
             files::write_private(&path, material.as_bytes())
                 .with_context(|| format!("writing new key {}", path.display()))?;
@@ -176,8 +177,7 @@ pub fn read_state(dir: &Path) -> anyhow::Result<Option<(Vec<KeyRecord>, KeyMap)>
                 record.kid
             )
         })?;
-        let key = KeyId::parse(&record.kid)
-            .and_then(|id| Key::from_material(id, record.algorithm, &bytes))
+        let key = Key::from_material(record.kid.clone(), record.algorithm, &bytes)
             .with_context(|| format!("key file {}", path.display()))?;
         keys.insert(record.kid.clone(), Arc::new(key));
     }
@@ -185,10 +185,11 @@ pub fn read_state(dir: &Path) -> anyhow::Result<Option<(Vec<KeyRecord>, KeyMap)>
 }
 
 /// Managed keys by kid.
-pub type KeyMap = HashMap<String, Arc<Key>>;
+pub type KeyMap = HashMap<KeyId, Arc<Key>>;
 
 /// `<kid>.pem`, or `<kid>.secret` for HMAC; refuses kids that are not plain file names.
-fn key_file_name(kid: &str, algorithm: Algorithm) -> anyhow::Result<String> {
+fn key_file_name(kid: &KeyId, algorithm: Algorithm) -> anyhow::Result<String> {
+    let kid = kid.as_str();
     let plain = !kid.is_empty()
         && !kid.starts_with('.')
         && kid
@@ -203,10 +204,4 @@ fn key_file_name(kid: &str, algorithm: Algorithm) -> anyhow::Result<String> {
         "pem"
     };
     Ok(format!("{kid}.{ext}"))
-}
-
-/// Fresh key material and its kid, named by the rule every generated key follows.
-fn new_key(algorithm: Algorithm, rng: &SystemRandom) -> anyhow::Result<(String, Key, String)> {
-    let (key, material) = keys::generate_named(algorithm, rng)?;
-    Ok((key.id().as_str().to_owned(), key, material))
 }

@@ -46,3 +46,31 @@ impl std::borrow::Borrow<str> for KeyId {
         &self.0
     }
 }
+
+impl PartialEq<str> for KeyId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for KeyId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// Written as the plain string, so files that hold key ids (a managed profile's state) read
+/// like the `kid` headers they name.
+impl serde::Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// Read back through [`KeyId::parse`], so a key id from a file is checked like any other.
+impl<'de> serde::Deserialize<'de> for KeyId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        KeyId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}

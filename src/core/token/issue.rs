@@ -61,7 +61,7 @@ struct TokenTimes {
 fn pick_signer(profile: &Profile, now: SystemTime) -> Result<(&Signer, u64), IssueError> {
     if profile.signers.is_empty() {
         return Err(IssueError::VerifyOnly {
-            profile: profile.name.to_string(),
+            profile: profile.name.clone(),
         });
     }
     let now_secs = now
@@ -70,7 +70,7 @@ fn pick_signer(profile: &Profile, now: SystemTime) -> Result<(&Signer, u64), Iss
         .as_secs();
     let Some(signer) = profile.signer_at(now_secs) else {
         return Err(IssueError::NoActiveKey {
-            profile: profile.name.to_string(),
+            profile: profile.name.clone(),
         });
     };
     Ok((signer, now_secs))
@@ -140,7 +140,7 @@ fn pick_audience(profile: &Profile, requested: Vec<String>) -> Result<Vec<String
         Ok(profile.audience.clone())
     } else if !profile.allow_audience_override {
         Err(IssueError::AudienceOverrideNotAllowed {
-            profile: profile.name.to_string(),
+            profile: profile.name.clone(),
         })
     } else if requested.iter().any(String::is_empty) {
         Err(IssueError::EmptyAudience)

@@ -8,7 +8,7 @@ use ring::rand::SecureRandom;
 
 use super::{IssueError, IssueRequest, Issued, issue};
 use crate::core::login::NextError;
-use crate::core::profile::Profile;
+use crate::core::profile::{Profile, ProfileName};
 
 /// A filled login link and the token inside it.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub struct LoginLink {
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("profile {profile:?} has no login_url")]
-    NoLoginUrl { profile: String },
+    NoLoginUrl { profile: ProfileName },
     #[error("next: {0}")]
     Next(#[source] NextError),
     #[error(transparent)]
@@ -39,7 +39,7 @@ pub fn issue_link(
 ) -> Result<LoginLink, LoginError> {
     let Some(template) = &profile.login_url else {
         return Err(LoginError::NoLoginUrl {
-            profile: profile.name().to_owned(),
+            profile: profile.name.clone(),
         });
     };
     template.check_next(next).map_err(LoginError::Next)?;

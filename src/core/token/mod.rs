@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::core::keys::{Algorithm, KeyId, SignError};
-use crate::core::profile::Profile;
+use crate::core::profile::{Profile, ProfileName};
 
 mod issue;
 mod login_link;
@@ -53,11 +53,11 @@ pub struct Issued {
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error("profile {profile:?} has no key that signs at this time; see ListKeys")]
-    NoActiveKey { profile: String },
+    NoActiveKey { profile: ProfileName },
     #[error("the signing key {key_id} stops verifying before the token would expire")]
     KeyWindow { key_id: KeyId },
     #[error("profile {profile:?} is verify-only: it has no signing_key")]
-    VerifyOnly { profile: String },
+    VerifyOnly { profile: ProfileName },
     #[error("subject: must not be empty")]
     EmptySubject,
     #[error("subject: is {0} bytes; at most 1024 are allowed")]
@@ -71,7 +71,7 @@ pub enum IssueError {
     #[error("ttl: must be at least 1s")]
     TtlTooShort,
     #[error("audience: profile {profile:?} does not allow overriding its audience")]
-    AudienceOverrideNotAllowed { profile: String },
+    AudienceOverrideNotAllowed { profile: ProfileName },
     #[error("audience: entries must not be empty")]
     EmptyAudience,
     #[error("claims.{0}: the profile requires this claim")]
