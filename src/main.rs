@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use token_authority::api::server;
-use token_authority::cli::tools;
+use token_authority::cli::config_check::check_config;
+use token_authority::cli::keys_generate::{GenerateOptions, generate_key};
+use token_authority::cli::keys_list::{ListOptions, list_keys};
 use token_authority::core::clock::SystemClock;
 use token_authority::core::keys::Algorithm;
 use token_authority::state::config::{Config, ConfigSource};
@@ -165,7 +167,7 @@ fn main() -> ExitCode {
                     out,
                     bits,
                     force,
-                } => tools::generate_key(&tools::GenerateOptions {
+                } => generate_key(&GenerateOptions {
                     algorithm,
                     out,
                     bits,
@@ -176,7 +178,7 @@ fn main() -> ExitCode {
                     profile,
                     json,
                     timeout,
-                } => runtime.block_on(tools::list_keys(&tools::ListOptions {
+                } => runtime.block_on(list_keys(&ListOptions {
                     addr,
                     profile,
                     json,
@@ -189,7 +191,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { config, data_dir },
         } => {
             telemetry::init(cli.log_format, LogTarget::Stderr);
-            tools::check_config(config.as_deref(), &data_dir).map(|()| ExitCode::SUCCESS)
+            check_config(config.as_deref(), &data_dir).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {

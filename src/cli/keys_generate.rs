@@ -1,0 +1,198 @@
+//! `keys generate`: key material for a `[[keys]]` entry, written to a new 0600 file (with a
+//! report and a config snippet naming it) or to stdout alone; never printed by accident.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context as _, anyhow, bail};
+use ring::rand::SystemRandom;
+
+use crate::core::keys::{self, Algorithm, Key, KeyFamily, KeyId};
+
+/// RSA keys are 2048 bits unless `--bits` says otherwise.
+pub const DEFAULT_RSA_BITS: usize = 2048;
+
+/// What `keys generate` is asked to make, and where to put it.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// The one algorithm the key is for.
+    pub algorithm: Algorithm,
+    /// A file to write the key to, `-` for stdout; `None` is refused (see [`generate_key`]).
+    pub out: Option<PathBuf>,
+    /// RSA modulus size; refused for other algorithms. [`DEFAULT_RSA_BITS`] when `None`.
+    pub bits: Option<usize>,
+    /// Replace an existing `out` file.
+    pub force: bool,
+}
+
+/// Creates a key and writes it where `--out` says: to a new 0600 file (then prints the kid,
+/// public JWK and a `[[keys]]` snippet, never the key), or with `-` to stdout and nothing else.
+/// Without `--out` it refuses whether or not stdout is a terminal, so the private key is never
+/// printed by accident.
+pub fn generate_key(options: &GenerateOptions) -> anyhow::Result<()> {
+    let alg = options.algorithm;
+    let Some(out) = &options.out else {
+        bail!(
+            "refusing to print a private key: give --out FILE to write it to a new file (mode 0600), or --out - to write it to standard output"
+        );
+    };
+    let to_stdout = out.as_os_str() == "-";
+    if options.force && to_stdout {
+        bail!("--force applies only to --out FILE");
+    }
+    let bits = match (alg.family(), options.bits) {
+        (KeyFamily::Rsa, bits) => Some(bits.unwrap_or(DEFAULT_RSA_BITS)),
+        (_, None) => None,
+        (_, Some(bits)) => bail!(
+            "--bits {bits}: only RSA keys (RS256 … PS512) take a size; {alg} keys have a fixed one"
+        ),
+    };
+    if !to_stdout && !options.force && fs::symlink_metadata(out).is_ok() {
+        bail!(
+            "{} already exists; refusing to overwrite it (give --force to replace it)",
+            out.display()
+        );
+    }
+
+    let material = match bits {
+        Some(bits) => keys::generate_rsa(bits)?,
+        None => keys::generate(alg, &SystemRandom::new())?,
+    };
+    let generated = describe(alg, &material)?;
+
+    if to_stdout {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(material.as_bytes())
+            .and_then(|()| {
+                if material.ends_with('\n') {
+                    Ok(())
+                } else {
+                    stdout.write_all(b"\n")
+                }
+            })
+            .and_then(|()| stdout.flush())
+            .context("cannot write the key to standard output")?;
+        eprint!("{}", generated.summary(None));
+        return Ok(());
+    }
+
+    crate::state::files::write_private(out, material.as_bytes())
+        .with_context(|| format!("cannot write the key to {}", out.display()))?;
+    // The config resolves relative key paths against --data-dir, not against our working
+    // directory, so the snippet names the file absolutely.
+    let absolute = fs::canonicalize(out).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|dir| dir.join(out))
+            .unwrap_or_else(|_| out.clone())
+    });
+    print!("{}", generated.summary(Some(&absolute)));
+    Ok(())
+}
+
+/// What is printed about a new key: never the key itself.
+struct Generated {
+    alg: Algorithm,
+    /// The RFC 7638 thumbprint; `None` for HMAC.
+    kid: Option<String>,
+    /// The public JWK as one line of JSON; `None` for HMAC.
+    jwk: Option<String>,
+    /// Length of an HMAC secret's text.
+    secret_len: usize,
+}
+
+/// Loads the new material the way `serve` will, so a key that would not load is never written.
+fn describe(alg: Algorithm, material: &str) -> anyhow::Result<Generated> {
+    let key = Key::from_material(KeyId::parse("new")?, alg, material.as_bytes())?;
+    let Some(kid) = key.thumbprint() else {
+        return Ok(Generated {
+            alg,
+            kid: None,
+            jwk: None,
+            secret_len: material.len(),
+        });
+    };
+    let jwk = key
+        .with_id(KeyId::parse(&kid)?)
+        .public_jwk()
+        .ok_or_else(|| anyhow!("{alg} key has no public JWK"))?;
+    Ok(Generated {
+        alg,
+        kid: Some(kid),
+        jwk: Some(serde_json::Value::Object(jwk.to_json()).to_string()),
+        secret_len: 0,
+    })
+}
+
+impl Generated {
+    /// The report; with `file`, also where the key went and a `[[keys]]` snippet naming it.
+    fn summary(&self, file: Option<&Path>) -> String {
+        let alg = self.alg;
+        let mut text = String::new();
+        match &self.kid {
+            Some(kid) => {
+                let _ = writeln!(text, "kid:        {kid}");
+                let _ = writeln!(text, "            (RFC 7638 thumbprint of the public key)");
+            }
+            None => {
+                let _ = writeln!(
+                    text,
+                    "kid:        none derived: an HMAC secret has no public key to take a thumbprint of; the key id is yours to choose"
+                );
+            }
+        }
+        let _ = writeln!(text, "algorithm:  {alg}");
+        match &self.jwk {
+            Some(jwk) => {
+                let _ = writeln!(text, "public JWK: {jwk}");
+            }
+            None => {
+                let _ = writeln!(
+                    text,
+                    "secret:     {} characters of base64url text; the secret is that text as written (use it as is on the other side, do not decode it)",
+                    self.secret_len
+                );
+            }
+        }
+        let Some(file) = file else {
+            return text;
+        };
+        let what = if self.kid.is_some() {
+            "private key"
+        } else {
+            "secret"
+        };
+        let _ = writeln!(text, "{what} written to {} (mode 0600)", file.display());
+        let _ = writeln!(
+            text,
+            "\n# Add to the configuration (relative paths there resolve against --data-dir):"
+        );
+        let path = toml::Value::String(file.to_string_lossy().into_owned());
+        let _ = writeln!(text, "[[keys]]");
+        match &self.kid {
+            Some(kid) => {
+                let _ = writeln!(text, "id = {}", toml::Value::String(kid.clone()));
+                let _ = writeln!(text, "algorithm = \"{alg}\"");
+                let _ = writeln!(text, "private_key_file = {path}");
+            }
+            None => {
+                let day = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+                let id = format!(
+                    "{}-{}",
+                    alg.name().to_lowercase(),
+                    day.get(..10).unwrap_or("1")
+                );
+                let _ = writeln!(
+                    text,
+                    "id = \"{id}\"  # yours to choose: 1 to 128 of A-Z a-z 0-9 . _ - : + / ="
+                );
+                let _ = writeln!(text, "algorithm = \"{alg}\"");
+                let _ = writeln!(text, "secret_file = {path}");
+            }
+        }
+        text
+    }
+}
