@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 
+use super::{service_url, within};
 use crate::proto;
 
 /// Where to ask and what to show for `keys list`.
@@ -26,11 +27,7 @@ pub struct ListOptions {
 /// answer of UNIMPLEMENTED means the admin service is off, and says how to turn it on.
 pub async fn list_keys(options: &ListOptions) -> anyhow::Result<()> {
     use proto::key_admin_client::KeyAdminClient;
-    let url = if options.addr.contains("://") {
-        options.addr.clone()
-    } else {
-        format!("http://{}", options.addr)
-    };
+    let url = service_url(&options.addr);
     let ask = async {
         let channel = tonic::transport::Endpoint::from_shared(url.clone())?
             .connect()
@@ -43,14 +40,7 @@ pub async fn list_keys(options: &ListOptions) -> anyhow::Result<()> {
             .await;
         anyhow::Ok(answer)
     };
-    let answer = tokio::time::timeout(options.timeout, ask)
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "no answer from {url} within {}",
-                humantime::format_duration(options.timeout)
-            )
-        })??;
+    let answer = within(&url, options.timeout, ask).await??;
     let list = match answer {
         Ok(response) => response.into_inner(),
         Err(status) if status.code() == tonic::Code::Unimplemented => bail!(
