@@ -4,17 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
+use super::print_report;
 use crate::core::clock::{Clock as _, SystemClock};
-use crate::core::keys::KeyId;
+use crate::core::keys::{Key, KeyId};
 use crate::core::profile::Schedule;
-use crate::core::rotation::KeyRecord;
-use crate::state::config::{Config, ConfigSource};
+use crate::core::rotation::{KeyRecord, RotationSpec};
+use crate::state::config::{Config, ConfigSource, ProfileTemplate};
 use crate::state::managed;
 
 /// Loads the configuration exactly as `serve` does (same file, same defaults, same messages)
@@ -26,36 +26,46 @@ pub fn check_config(config_file: Option<&Path>, data_dir: &Path) -> anyhow::Resu
         None => ConfigSource::Embedded,
     };
     let config = Config::check(source, data_dir)?;
-    let managed = config
-        .profiles
-        .iter()
-        .filter(|p| p.rotation.is_some())
-        .map(|p| {
-            let name = &p.spec.name;
-            let dir = managed::managed_dir(data_dir, name);
-            managed::read_state(&dir)
-                .with_context(|| format!("{}: profile {name:?}", config.origin))
-                .map(|state| {
-                    let state = state.map(|(records, _)| ManagedState {
-                        path: dir.join(managed::STATE_FILE),
-                        records,
-                    });
-                    (name.clone(), state)
-                })
-        })
-        .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(report(&config, &managed, data_dir, SystemClock.unix_seconds()).as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
-    Ok(())
+    let report = Report {
+        managed: read_managed(&config, data_dir)?,
+        config: &config,
+        data_dir,
+        now: SystemClock.unix_seconds(),
+    };
+    print_report(&report.render())
 }
 
 /// What a managed profile's directory holds; `None` when serve would start it from nothing.
 struct ManagedState {
     path: PathBuf,
     records: Vec<KeyRecord>,
+}
+
+/// The state of every managed profile, by name; a state file that does not parse is an error,
+/// as it is for `serve`.
+fn read_managed(
+    config: &Config,
+    data_dir: &Path,
+) -> anyhow::Result<BTreeMap<String, Option<ManagedState>>> {
+    config
+        .profiles
+        .iter()
+        .filter(|p| p.rotation.is_some())
+        .map(|p| {
+            let name = &p.spec.name;
+            let state = read_state(&managed::managed_dir(data_dir, name))
+                .with_context(|| format!("{}: profile {name:?}", config.origin))?;
+            Ok((name.clone(), state))
+        })
+        .collect()
+}
+
+fn read_state(dir: &Path) -> anyhow::Result<Option<ManagedState>> {
+    let state = managed::read_state(dir)?;
+    Ok(state.map(|(records, _)| ManagedState {
+        path: dir.join(managed::STATE_FILE),
+        records,
+    }))
 }
 
 /// Seconds since the epoch as RFC 3339 UTC.
@@ -70,46 +80,80 @@ fn span(seconds: u64) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_secs(seconds))
 }
 
-/// The human-readable summary `config check` prints.
-fn report(
-    config: &Config,
-    managed: &BTreeMap<String, Option<ManagedState>>,
-    data_dir: &Path,
+/// Key ids joined with commas; `-` for none.
+fn ids(keys: &mut dyn Iterator<Item = &KeyId>) -> String {
+    let ids: Vec<String> = keys.map(|k| k.to_string()).collect();
+    if ids.is_empty() {
+        "-".to_owned()
+    } else {
+        ids.join(", ")
+    }
+}
+
+/// Everything the summary `config check` prints is drawn from.
+struct Report<'a> {
+    config: &'a Config,
+    managed: BTreeMap<String, Option<ManagedState>>,
+    data_dir: &'a Path,
     now: u64,
-) -> String {
-    let mut text = String::new();
-    let _ = writeln!(text, "configuration: {}", config.origin);
-    let _ = writeln!(text, "data dir:      {}", data_dir.display());
-    let _ = writeln!(text, "listen:        {}", config.listen);
-    let _ = writeln!(
-        text,
-        "http_listen:   {}",
-        config
+}
+
+impl Report<'_> {
+    /// The human-readable summary: server settings, the keys, each profile, and the verdict.
+    fn render(&self) -> String {
+        let config = self.config;
+        let mut text = String::new();
+        self.write_server(&mut text);
+        self.write_keys(&mut text);
+        let _ = writeln!(text, "\nprofiles:");
+        for template in &config.profiles {
+            self.write_profile(&mut text, template);
+        }
+        let _ = writeln!(
+            text,
+            "\nOK: the configuration is valid (keys: {}, profiles: {}); nothing was written",
+            config.keys.sorted().len(),
+            config.profiles.len()
+        );
+        text
+    }
+
+    fn write_server(&self, text: &mut String) {
+        let config = self.config;
+        let http_listen = config
             .http_listen
-            .map_or_else(|| "off".to_owned(), |a| a.to_string())
-    );
-    let _ = writeln!(
-        text,
-        "admin:         {}",
-        if config.admin {
+            .map_or_else(|| "off".to_owned(), |a| a.to_string());
+        let admin = if config.admin {
             "on (KeyAdmin is served; keep the port private)"
         } else {
             "off"
-        }
-    );
-
-    let _ = writeln!(text, "\nkeys:");
-    if config.keys.sorted().is_empty() {
-        let _ = writeln!(text, "  none configured");
+        };
+        let _ = writeln!(text, "configuration: {}", config.origin);
+        let _ = writeln!(text, "data dir:      {}", self.data_dir.display());
+        let _ = writeln!(text, "listen:        {}", config.listen);
+        let _ = writeln!(text, "http_listen:   {http_listen}");
+        let _ = writeln!(text, "admin:         {admin}");
     }
-    let width = config
-        .keys
-        .sorted()
-        .iter()
-        .map(|k| k.id().as_str().len())
-        .max()
-        .unwrap_or(0);
-    for key in config.keys.sorted() {
+
+    /// One line a key, its id padded to the longest so the columns line up.
+    fn write_keys(&self, text: &mut String) {
+        let keys = self.config.keys.sorted();
+        let _ = writeln!(text, "\nkeys:");
+        if keys.is_empty() {
+            let _ = writeln!(text, "  none configured");
+        }
+        let width = keys
+            .iter()
+            .map(|k| k.id().as_str().len())
+            .max()
+            .unwrap_or(0);
+        for key in keys {
+            let _ = writeln!(text, "{}", self.key_line(key, width).trim_end());
+        }
+    }
+
+    /// Id, algorithm, role, the signing window from the file, and a note if serve would create it.
+    fn key_line(&self, key: &Key, width: usize) -> String {
         let role = if key.can_sign() {
             "signs"
         } else {
@@ -122,48 +166,46 @@ fn report(
             key.id().as_str(),
             key.algorithm().name()
         );
-        let window = config
-            .profiles
-            .iter()
-            .flat_map(|p| &p.spec.signing_keys)
-            .find(|s| s.key.id() == key.id())
-            .and_then(|s| match s.schedule {
-                Schedule::File {
-                    not_before,
-                    not_after,
-                } => Some((not_before, not_after)),
-                Schedule::Managed(_) => None,
-            });
-        if let Some((not_before, not_after)) = window {
-            if let Some(t) = not_before {
-                let _ = write!(line, "  not_before {}", at(t));
-            }
-            if let Some(t) = not_after {
-                let _ = write!(line, "  not_after {}", at(t));
-            }
+        let (not_before, not_after) = self.window(key.id());
+        if let Some(t) = not_before {
+            let _ = write!(line, "  not_before {}", at(t));
         }
-        if let Some((_, file)) = config.would_generate.iter().find(|(id, _)| id == key.id()) {
+        if let Some(t) = not_after {
+            let _ = write!(line, "  not_after {}", at(t));
+        }
+        let would_generate = &self.config.would_generate;
+        if let Some((_, file)) = would_generate.iter().find(|(id, _)| id == key.id()) {
             let _ = write!(
                 line,
                 "  (generate = true: {} does not exist yet; serve creates it on first start)",
                 file.display()
             );
         }
-        let _ = writeln!(text, "{}", line.trim_end());
+        line
     }
 
-    let _ = writeln!(text, "\nprofiles:");
-    for template in &config.profiles {
+    /// The `not_before`/`not_after` the file gives the first profile that signs with `id`.
+    fn window(&self, id: &KeyId) -> (Option<u64>, Option<u64>) {
+        let schedule = self
+            .config
+            .profiles
+            .iter()
+            .flat_map(|p| &p.spec.signing_keys)
+            .find(|s| s.key.id() == id)
+            .map(|s| &s.schedule);
+        match schedule {
+            Some(Schedule::File {
+                not_before,
+                not_after,
+            }) => (*not_before, *not_after),
+            Some(Schedule::Managed(_)) | None => (None, None),
+        }
+    }
+
+    /// A profile's block: its signing keys (or rotation and managed state), then its settings.
+    fn write_profile(&self, text: &mut String, template: &ProfileTemplate) {
         let spec = &template.spec;
         let _ = writeln!(text, "  {}", spec.name);
-        let ids = |keys: &mut dyn Iterator<Item = &KeyId>| {
-            let ids: Vec<String> = keys.map(|k| k.to_string()).collect();
-            if ids.is_empty() {
-                "-".to_owned()
-            } else {
-                ids.join(", ")
-            }
-        };
         match &template.rotation {
             None => {
                 let _ = writeln!(
@@ -172,42 +214,7 @@ fn report(
                     ids(&mut spec.signing_keys.iter().map(|s| s.key.id()))
                 );
             }
-            Some(rotation) => {
-                let _ = writeln!(
-                    text,
-                    "    signing keys:  managed: {}, rotate_every {}, publish_ahead {}, verify_after {}",
-                    rotation.algorithm,
-                    span(rotation.rotate_every),
-                    span(rotation.publish_ahead),
-                    span(rotation.verify_after),
-                );
-                match managed.get(&spec.name) {
-                    Some(Some(state)) => {
-                        let _ = writeln!(text, "    managed state: {}", state.path.display());
-                        for record in &state.records {
-                            let times = record.times;
-                            let _ = writeln!(
-                                text,
-                                "      {}  {}  {}  published {}  active {}  retire {}  remove {}",
-                                record.kid,
-                                record.algorithm,
-                                times.state_at(now).as_str(),
-                                at(times.publish_at),
-                                at(times.activate_at),
-                                at(times.retire_at),
-                                at(times.remove_at),
-                            );
-                        }
-                    }
-                    _ => {
-                        let _ = writeln!(
-                            text,
-                            "    managed state: none yet; keys would be generated on first start (in {})",
-                            managed::managed_dir(data_dir, &spec.name).display()
-                        );
-                    }
-                }
-            }
+            Some(rotation) => self.write_rotation(text, &spec.name, rotation),
         }
         let _ = writeln!(
             text,
@@ -219,15 +226,12 @@ fn report(
             "    issuer:        {}",
             spec.issuer.as_deref().unwrap_or("-")
         );
-        let _ = writeln!(
-            text,
-            "    audience:      {}",
-            if spec.audience.is_empty() {
-                "-".to_owned()
-            } else {
-                spec.audience.join(", ")
-            }
-        );
+        let audience = if spec.audience.is_empty() {
+            "-".to_owned()
+        } else {
+            spec.audience.join(", ")
+        };
+        let _ = writeln!(text, "    audience:      {audience}");
         let ttl = spec.ttl.map_or_else(
             || "5m (default)".to_owned(),
             |t| humantime::format_duration(t).to_string(),
@@ -238,23 +242,49 @@ fn report(
         );
         let _ = writeln!(text, "    ttl:           {ttl}");
         let _ = writeln!(text, "    max_ttl:       {max_ttl}");
+        let login_url = if spec.login_url.is_some() {
+            "yes"
+        } else {
+            "no"
+        };
+        let _ = writeln!(text, "    login URL:     {login_url}");
+    }
+
+    /// A managed profile's rotation settings, then the keys its state file holds, or where
+    /// serve would create them.
+    fn write_rotation(&self, text: &mut String, name: &str, rotation: &RotationSpec) {
         let _ = writeln!(
             text,
-            "    login URL:     {}",
-            if spec.login_url.is_some() {
-                "yes"
-            } else {
-                "no"
-            }
+            "    signing keys:  managed: {}, rotate_every {}, publish_ahead {}, verify_after {}",
+            rotation.algorithm,
+            span(rotation.rotate_every),
+            span(rotation.publish_ahead),
+            span(rotation.verify_after),
         );
+        let Some(state) = self.managed.get(name).and_then(Option::as_ref) else {
+            let _ = writeln!(
+                text,
+                "    managed state: none yet; keys would be generated on first start (in {})",
+                managed::managed_dir(self.data_dir, name).display()
+            );
+            return;
+        };
+        let _ = writeln!(text, "    managed state: {}", state.path.display());
+        for record in &state.records {
+            let times = record.times;
+            let _ = writeln!(
+                text,
+                "      {}  {}  {}  published {}  active {}  retire {}  remove {}",
+                record.kid,
+                record.algorithm,
+                times.state_at(self.now).as_str(),
+                at(times.publish_at),
+                at(times.activate_at),
+                at(times.retire_at),
+                at(times.remove_at),
+            );
+        }
     }
-    let _ = writeln!(
-        text,
-        "\nOK: the configuration is valid (keys: {}, profiles: {}); nothing was written",
-        config.keys.sorted().len(),
-        config.profiles.len()
-    );
-    text
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ pub mod keys_generate;
 /// `keys list`: print every key a running service holds, as text or one JSON document.
 pub mod keys_list;
 
+use std::io::Write as _;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{Context as _, anyhow};
 
 /// The URL to dial for `--addr`: as given when it names a scheme, plain `http://` otherwise.
 fn service_url(addr: &str) -> String {
@@ -37,4 +38,13 @@ async fn within<T>(
             humantime::format_duration(timeout)
         )
     })
+}
+
+/// Writes a whole report to stdout; a closed pipe is an error, not a panic as with `print!`.
+fn print_report(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")
 }
