@@ -43,13 +43,7 @@ pub fn generate_key(options: &GenerateOptions) -> anyhow::Result<()> {
     if options.force && to_stdout {
         bail!("--force applies only to --out FILE");
     }
-    let bits = match (alg.family(), options.bits) {
-        (KeyFamily::Rsa, bits) => Some(bits.unwrap_or(DEFAULT_RSA_BITS)),
-        (_, None) => None,
-        (_, Some(bits)) => bail!(
-            "--bits {bits}: only RSA keys (RS256 … PS512) take a size; {alg} keys have a fixed one"
-        ),
-    };
+    let bits = rsa_bits(alg, options.bits)?;
     if !to_stdout && !options.force && fs::symlink_metadata(out).is_ok() {
         bail!(
             "{} already exists; refusing to overwrite it (give --force to replace it)",
@@ -64,33 +58,46 @@ pub fn generate_key(options: &GenerateOptions) -> anyhow::Result<()> {
     let generated = describe(alg, &material)?;
 
     if to_stdout {
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(material.as_bytes())
-            .and_then(|()| {
-                if material.ends_with('\n') {
-                    Ok(())
-                } else {
-                    stdout.write_all(b"\n")
-                }
-            })
-            .and_then(|()| stdout.flush())
-            .context("cannot write the key to standard output")?;
+        print_key(&material)?;
         eprint!("{}", generated.summary(None));
         return Ok(());
     }
-
     crate::state::files::write_private(out, material.as_bytes())
         .with_context(|| format!("cannot write the key to {}", out.display()))?;
-    // The config resolves relative key paths against --data-dir, not against our working
-    // directory, so the snippet names the file absolutely.
-    let absolute = fs::canonicalize(out).unwrap_or_else(|_| {
+    print!("{}", generated.summary(Some(&absolute(out))));
+    Ok(())
+}
+
+/// The RSA modulus size to make; `None` for the algorithms whose key size is fixed.
+fn rsa_bits(alg: Algorithm, bits: Option<usize>) -> anyhow::Result<Option<usize>> {
+    match (alg.family(), bits) {
+        (KeyFamily::Rsa, bits) => Ok(Some(bits.unwrap_or(DEFAULT_RSA_BITS))),
+        (_, None) => Ok(None),
+        (_, Some(bits)) => bail!(
+            "--bits {bits}: only RSA keys (RS256 … PS512) take a size; {alg} keys have a fixed one"
+        ),
+    }
+}
+
+/// Writes the key alone to stdout, ending in a newline as a text file does.
+fn print_key(material: &str) -> anyhow::Result<()> {
+    let newline: &[u8] = if material.ends_with('\n') { b"" } else { b"\n" };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(material.as_bytes())
+        .and_then(|()| stdout.write_all(newline))
+        .and_then(|()| stdout.flush())
+        .context("cannot write the key to standard output")
+}
+
+/// `out` as an absolute path for the snippet: the config resolves relative key paths against
+/// --data-dir, not against our working directory.
+fn absolute(out: &Path) -> PathBuf {
+    fs::canonicalize(out).unwrap_or_else(|_| {
         std::env::current_dir()
             .map(|dir| dir.join(out))
-            .unwrap_or_else(|_| out.clone())
-    });
-    print!("{}", generated.summary(Some(&absolute)));
-    Ok(())
+            .unwrap_or_else(|_| out.to_owned())
+    })
 }
 
 /// What is printed about a new key: never the key itself.
@@ -130,8 +137,16 @@ fn describe(alg: Algorithm, material: &str) -> anyhow::Result<Generated> {
 impl Generated {
     /// The report; with `file`, also where the key went and a `[[keys]]` snippet naming it.
     fn summary(&self, file: Option<&Path>) -> String {
-        let alg = self.alg;
         let mut text = String::new();
+        self.write_identity(&mut text);
+        if let Some(file) = file {
+            self.write_snippet(&mut text, file);
+        }
+        text
+    }
+
+    /// The kid, algorithm and public JWK (for HMAC, what the secret is instead).
+    fn write_identity(&self, text: &mut String) {
         match &self.kid {
             Some(kid) => {
                 let _ = writeln!(text, "kid:        {kid}");
@@ -144,7 +159,7 @@ impl Generated {
                 );
             }
         }
-        let _ = writeln!(text, "algorithm:  {alg}");
+        let _ = writeln!(text, "algorithm:  {}", self.alg);
         match &self.jwk {
             Some(jwk) => {
                 let _ = writeln!(text, "public JWK: {jwk}");
@@ -157,9 +172,11 @@ impl Generated {
                 );
             }
         }
-        let Some(file) = file else {
-            return text;
-        };
+    }
+
+    /// Where the key went, and the `[[keys]]` entry that loads it from there.
+    fn write_snippet(&self, text: &mut String, file: &Path) {
+        let alg = self.alg;
         let what = if self.kid.is_some() {
             "private key"
         } else {
@@ -179,20 +196,24 @@ impl Generated {
                 let _ = writeln!(text, "private_key_file = {path}");
             }
             None => {
-                let day = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-                let id = format!(
-                    "{}-{}",
-                    alg.name().to_lowercase(),
-                    day.get(..10).unwrap_or("1")
-                );
                 let _ = writeln!(
                     text,
-                    "id = \"{id}\"  # yours to choose: 1 to 128 of A-Z a-z 0-9 . _ - : + / ="
+                    "id = \"{}\"  # yours to choose: 1 to 128 of A-Z a-z 0-9 . _ - : + / =",
+                    hmac_id(alg)
                 );
                 let _ = writeln!(text, "algorithm = \"{alg}\"");
                 let _ = writeln!(text, "secret_file = {path}");
             }
         }
-        text
     }
+}
+
+/// A suggested id for a new HMAC secret: its algorithm and today's date, `hs256-2026-03-01`.
+fn hmac_id(alg: Algorithm) -> String {
+    let day = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    format!(
+        "{}-{}",
+        alg.name().to_lowercase(),
+        day.get(..10).unwrap_or("1")
+    )
 }
