@@ -9,12 +9,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use token_authority::api::server;
-use token_authority::cli::tools;
+use token_authority::cli::config_check::check_config;
+use token_authority::cli::healthcheck::healthcheck;
+use token_authority::cli::keys_generate::{GenerateOptions, generate_key};
+use token_authority::cli::keys_list::{ListOptions, list_keys};
 use token_authority::core::clock::SystemClock;
 use token_authority::core::keys::Algorithm;
 use token_authority::state::config::{Config, ConfigSource};
 use token_authority::telemetry::{self, LogFormat, LogTarget};
-use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Signs, verifies and wraps JSON Web Tokens for other backends, over gRPC.
 #[derive(Debug, Parser)]
@@ -165,7 +167,7 @@ fn main() -> ExitCode {
                     out,
                     bits,
                     force,
-                } => tools::generate_key(&tools::GenerateOptions {
+                } => generate_key(&GenerateOptions {
                     algorithm,
                     out,
                     bits,
@@ -176,7 +178,7 @@ fn main() -> ExitCode {
                     profile,
                     json,
                     timeout,
-                } => runtime.block_on(tools::list_keys(&tools::ListOptions {
+                } => runtime.block_on(list_keys(&ListOptions {
                     addr,
                     profile,
                     json,
@@ -189,7 +191,7 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { config, data_dir },
         } => {
             telemetry::init(cli.log_format, LogTarget::Stderr);
-            tools::check_config(config.as_deref(), &data_dir).map(|()| ExitCode::SUCCESS)
+            check_config(config.as_deref(), &data_dir).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {
@@ -280,37 +282,4 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             () = wait(interrupt, "SIGINT") => tracing::info!(signal = "SIGINT", "shutdown requested"),
         }
     }
-}
-
-async fn healthcheck(addr: &str, service: String, timeout: Duration) -> anyhow::Result<ExitCode> {
-    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let url = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())?
-            .connect()
-            .await?;
-        let answer = HealthClient::new(channel)
-            .check(HealthCheckRequest { service })
-            .await?;
-        anyhow::Ok(answer.into_inner().status())
-    };
-    let status = tokio::time::timeout(timeout, check)
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "no answer from {url} within {}",
-                humantime::format_duration(timeout)
-            )
-        })?
-        .with_context(|| format!("health check of {url}"))?;
-    println!("{}", status.as_str_name());
-    Ok(if status == ServingStatus::Serving {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
