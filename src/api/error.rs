@@ -78,6 +78,12 @@ impl From<AdminError> for ApiError {
     }
 }
 
+impl From<crate::api::convert::FieldError> for ApiError {
+    fn from(e: crate::api::convert::FieldError) -> Self {
+        ApiError::InvalidArgument(e.to_string())
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         match e {
