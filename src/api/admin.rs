@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use tracing::field::Empty;
 
 use crate::api::convert::{profile_keys, system_timestamp};
-use crate::api::error::{ApiError, shown};
+use crate::api::error::{ApiError, UnknownProfile, shown};
 use crate::api::service::finish;
 use crate::core::keys::KeyId;
 use crate::core::profile::Profile;
@@ -49,7 +49,7 @@ impl KeyAdminService {
             let profile = snapshot
                 .profiles
                 .get(&req.profile)
-                .ok_or_else(|| ApiError::UnknownProfile(shown(&req.profile).to_owned()))?;
+                .ok_or_else(|| UnknownProfile::named(&req.profile))?;
             vec![profile]
         };
         let status = self.live.reload_status();

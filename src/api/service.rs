@@ -12,7 +12,7 @@ use crate::api::convert::{
     claims_from_proto, issued_to_proto, jwks_to_proto, login_url_to_proto, refusal_to_proto,
     ttl_from_proto, verified_to_proto,
 };
-use crate::api::error::{ApiError, shown};
+use crate::api::error::{ApiError, UnknownProfile, shown};
 use crate::core::jwks;
 use crate::core::profile::Profile;
 use crate::core::token::{self, IssueRequest, Refusal, Verified};
@@ -51,7 +51,7 @@ impl TokenAuthorityService {
         snapshot
             .profiles
             .get(name)
-            .ok_or_else(|| ApiError::UnknownProfile(shown.to_owned()))
+            .ok_or_else(|| UnknownProfile::named(name).into())
     }
 
     fn issue_inner(&self, req: proto::IssueRequest) -> Result<proto::IssueResponse, ApiError> {
@@ -165,13 +165,7 @@ pub(crate) fn finish<T>(
         }
         Err(e) => {
             Span::current().record("outcome", "error");
-            let kind = match &e {
-                ApiError::UnknownProfile(_) => "not_found",
-                ApiError::InvalidArgument(_) => "invalid_argument",
-                ApiError::FailedPrecondition(_) => "failed_precondition",
-                ApiError::Internal(_) => "internal",
-            };
-            Span::current().record("reason", kind);
+            Span::current().record("reason", e.kind().as_str());
             tracing::info!(latency_us, "call finished");
             Err(e.into())
         }
