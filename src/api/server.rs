@@ -1,8 +1,9 @@
 //! The tonic server: the token service, gRPC health, server reflection, and a shutdown that
 //! flips health to NOT_SERVING, drains in-flight calls and stops.
 //!
-//! [`serve`] takes a bound listener and a shutdown future, so `main` hands it the configured
-//! address and SIGTERM/Ctrl-C while tests hand it `127.0.0.1:0` and a oneshot channel.
+//! [`Server::serve`] takes bound listeners and a shutdown future, so `main` hands it the
+//! configured addresses and SIGTERM/Ctrl-C while tests hand it `127.0.0.1:0` and a oneshot
+//! channel.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,20 +48,6 @@ pub struct Server {
     admin: bool,
     max_request_bytes: usize,
     drain_timeout: Duration,
-}
-
-/// Serves `config` on `listener` (gRPC only) until `shutdown` completes, then drains and returns.
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    clock: Arc<dyn Clock>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listeners = Listeners {
-        grpc: listener,
-        http: None,
-    };
-    Server::new(config, clock)?.serve(listeners, shutdown).await
 }
 
 impl Server {
