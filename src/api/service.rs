@@ -14,7 +14,7 @@ use crate::api::convert::{
 };
 use crate::api::error::{ApiError, UnknownProfile, shown};
 use crate::core::jwks;
-use crate::core::profile::Profile;
+use crate::core::profile::{self, Profile};
 use crate::core::token::{self, IssueRequest, Refusal, Verified};
 use crate::proto;
 use crate::proto::token_authority_server::TokenAuthority;
@@ -45,9 +45,8 @@ impl TokenAuthorityService {
         snapshot: &'s Snapshot,
         name: &str,
     ) -> Result<&'s Arc<Profile>, ApiError> {
-        let shown = shown(name);
-        let span = Span::current();
-        span.record("profile", if name.is_empty() { "default" } else { shown });
+        let name = profile::requested(name);
+        Span::current().record("profile", shown(name));
         snapshot
             .profiles
             .get(name)
