@@ -82,7 +82,7 @@ impl TokenAuthorityService {
         Ok(
             match token::verify(profile, &req.token, audience, self.now()) {
                 Ok(v) => {
-                    span.record("kid", v.key_id.as_str());
+                    span.record("kid", tracing::field::debug(&v.key_id));
                     span.record("alg", v.algorithm.name());
                     span.record("outcome", "valid");
                     if let Some(jti) = &v.token_id {
@@ -244,7 +244,7 @@ pub(crate) fn finish<T>(
 
 fn record_issued(issued: &token::Issued) {
     let span = Span::current();
-    span.record("kid", issued.key_id.as_str());
+    span.record("kid", tracing::field::debug(&issued.key_id));
     span.record("alg", issued.algorithm.name());
     span.record("jti", issued.token_id.as_str());
     span.record("outcome", "issued");

@@ -176,7 +176,7 @@ impl Live {
             .map(|r| r.kid.clone())
             // rotate_now always leaves a key active at `now`; not finding one is our fault.
             .ok_or_else(|| AdminError::Failed("the rotation left no active key".to_owned()))?;
-        tracing::warn!(profile = name, new_kid = %new_key, revoked = ?revoked, "key rotated by an operator");
+        tracing::warn!(profile = name, new_kid = ?new_key, revoked = ?revoked, "key rotated by an operator");
         self.swap(&state)
             .map_err(|e| AdminError::Failed(format!("{e:#}")))?;
         self.wake.notify_one();

@@ -12,4 +12,5 @@ mod login_url;
 mod managed;
 mod operations;
 mod reload;
+mod vectors;
 mod verify;

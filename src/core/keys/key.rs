@@ -59,7 +59,7 @@ pub struct Key {
 
 /// Signing failed inside ring; this is the service's fault, never the caller's.
 #[derive(Debug, thiserror::Error)]
-#[error("signing with key {key_id} failed")]
+#[error("signing with key {key_id:?} failed")]
 pub struct SignError {
     pub key_id: KeyId,
 }
