@@ -8,6 +8,7 @@ mod helpers;
 mod interop;
 mod issue;
 mod jwks;
+mod key_files;
 mod login_url;
 mod managed;
 mod operations;
