@@ -14,7 +14,7 @@ use crate::helpers::*;
 const BIN: &str = env!("CARGO_BIN_EXE_token-authority");
 
 /// The algorithms the service makes key files for; RS256 stands for every RSA one (same file).
-const GENERATED: [&str; 4] = ["ES256", "ES384", "EdDSA", "RS256"];
+const GENERATED: [&str; 5] = ["ES256", "ES384", "ES512", "EdDSA", "RS256"];
 
 /// Whether an `openssl` binary runs here; says so when it does not.
 fn openssl_available() -> bool {
@@ -103,7 +103,7 @@ async fn openssl_reads_the_files_generate_true_creates() {
     if !openssl_available() {
         return;
     }
-    for alg in ["ES256", "ES384", "EdDSA"] {
+    for alg in ["ES256", "ES384", "ES512", "EdDSA"] {
         let data_dir = Arc::new(tempfile::tempdir().unwrap());
         let file = data_dir.path().join("made.pem");
         let app = spawn_app_in(&signing_config(alg, &file, true), data_dir.clone()).await;
@@ -119,7 +119,7 @@ async fn openssl_reads_the_key_files_of_managed_profiles() {
     if !openssl_available() {
         return;
     }
-    for alg in ["ES256", "ES384", "EdDSA"] {
+    for alg in ["ES256", "ES384", "ES512", "EdDSA"] {
         let data_dir = Arc::new(tempfile::tempdir().unwrap());
         let config = format!(
             "[server]\n\n[profiles.rotating]\nttl = \"1m\"\nmax_ttl = \"2m\"\n[profiles.rotating.rotation]\nalgorithm = \"{alg}\"\nrotate_every = \"10m\"\n"

@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod config;
+mod es512;
 mod helpers;
 mod interop;
 mod issue;

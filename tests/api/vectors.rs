@@ -50,6 +50,18 @@ fn rsa_public_pem(jwk: &Value, dir: &std::path::Path) -> PathBuf {
     path
 }
 
+/// The P-521 public key of a JWK as a SPKI PEM file in `dir`, converted by the `p521` crate.
+fn p521_public_pem(jwk: &Value, dir: &std::path::Path) -> PathBuf {
+    use p521::pkcs8::{EncodePublicKey as _, LineEnding};
+    let mut point = vec![0x04];
+    point.extend(unb64(jwk["x"].as_str().unwrap()));
+    point.extend(unb64(jwk["y"].as_str().unwrap()));
+    let key = p521::PublicKey::from_sec1_bytes(&point).unwrap();
+    let path = dir.join("p521.pub.pem");
+    std::fs::write(&path, key.to_public_key_pem(LineEnding::LF).unwrap()).unwrap();
+    path
+}
+
 /// A server with one verify-only profile `cookbook` holding `key_toml` as key `kid`.
 async fn app_with_key(kid: &str, alg: &str, key_toml: &str) -> TestApp {
     spawn_app_with(&format!(
@@ -95,6 +107,37 @@ async fn rfc7520_rsa_examples_verify_under_the_e_mail_key_id_bilbo_baggins() {
         assert_eq!(kid, "bilbo.baggins@hobbiton.example");
         let pem = rsa_public_pem(&example.key, tmp.path());
         let app = app_with_key(kid, &example.alg, &format!("public_key_file = {pem:?}")).await;
+
+        assert_signature_holds_and_tampering_is_caught(&app, &example).await;
+    }
+}
+
+#[tokio::test]
+async fn es512_examples_of_rfc7520_and_rfc7515_verify_with_their_p521_keys() {
+    let Some(dir) = vectors_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let rfc7515: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("rfc/rfc7515_appendix_a.json")).unwrap())
+            .unwrap();
+    let a4 = &rfc7515["examples"]["A.4"];
+    let examples = [
+        (
+            "bilbo.baggins@hobbiton.example",
+            cookbook(&dir, "4_3.ecdsa_signature.json"),
+        ),
+        (
+            "rfc7515-a4",
+            Example {
+                key: a4["jwk"].clone(),
+                alg: "ES512".into(),
+                compact: a4["compact"].as_str().unwrap().to_owned(),
+            },
+        ),
+    ];
+    for (kid, example) in examples {
+        assert_eq!(example.alg, "ES512");
+        let pem = p521_public_pem(&example.key, tmp.path());
+        let app = app_with_key(kid, "ES512", &format!("public_key_file = {pem:?}")).await;
 
         assert_signature_holds_and_tampering_is_caught(&app, &example).await;
     }

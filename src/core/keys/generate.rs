@@ -20,6 +20,7 @@ pub fn generate(alg: Algorithm, rng: &dyn SecureRandom) -> Result<String, KeyErr
             return Ok(b64(&bytes));
         }
         KeyFamily::Rsa => return Err(KeyError::CannotGenerate { alg }),
+        KeyFamily::Ecdsa if alg == Algorithm::ES512 => return generate_p521(rng),
         KeyFamily::Ecdsa => {
             let signing = alg
                 .ecdsa_signing()
@@ -36,6 +37,22 @@ pub fn generate(alg: Algorithm, rng: &dyn SecureRandom) -> Result<String, KeyErr
         }
     };
     Ok(private_key_pem(pkcs8.as_ref().to_vec()))
+}
+
+/// A new P-521 private key as PKCS#8 PEM, its scalar drawn from `rng` like every other key.
+fn generate_p521(rng: &dyn SecureRandom) -> Result<String, KeyError> {
+    use p521::pkcs8::EncodePrivateKey as _;
+    // A 521-bit scalar in 66 bytes; the few draws at or above the group order are drawn again.
+    for _ in 0..64 {
+        let mut bytes = [0u8; 66];
+        rng.fill(&mut bytes).map_err(|_| KeyError::Random)?;
+        bytes[0] &= 0x01;
+        if let Ok(secret) = p521::SecretKey::from_slice(&bytes) {
+            let der = secret.to_pkcs8_der().map_err(|_| KeyError::Random)?;
+            return Ok(private_key_pem(der.as_bytes().to_vec()));
+        }
+    }
+    Err(KeyError::Random)
 }
 
 /// DER as a "PRIVATE KEY" PEM block, the form every generated key file takes.
@@ -113,7 +130,12 @@ mod tests {
     #[test]
     fn a_generated_public_key_is_named_by_its_thumbprint_however_often_it_is_loaded() {
         let rng = SystemRandom::new();
-        for alg in [Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
+        for alg in [
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::ES512,
+            Algorithm::EdDSA,
+        ] {
             let (key, material) = generate_named(alg, &rng).unwrap();
 
             let again = load_generated(alg, material.as_bytes(), &rng).unwrap();

@@ -29,7 +29,7 @@ pub use key::{HmacSecret, Key, SignError};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(
-        "unknown algorithm {0:?}; supported: HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
+        "unknown algorithm {0:?}; supported: HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA"
     )]
     UnknownAlgorithm(String),
     #[error(
