@@ -9,20 +9,20 @@ use token_authority::proto::VerifyFailure;
 
 use crate::helpers::*;
 
-fn es512_config(file: &std::path::Path) -> String {
-    format!(
+/// A server whose profile `p` signs with an ES512 key it generates into `p521.pem` of its data
+/// directory; the path of that file.
+async fn spawn_es512() -> (TestApp, std::path::PathBuf) {
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let file = data_dir.path().join("p521.pem");
+    let config = format!(
         "[server]\n\n[[keys]]\nid = \"p521\"\nalgorithm = \"ES512\"\nprivate_key_file = {file:?}\ngenerate = true\n\n[profiles.p]\nsigning_key = \"p521\"\n"
-    )
+    );
+    (spawn_app_in(&config, data_dir).await, file)
 }
 
 #[tokio::test]
 async fn an_es512_token_verifies_and_a_tampered_one_is_refused() {
-    let data_dir = Arc::new(tempfile::tempdir().unwrap());
-    let app = spawn_app_in(
-        &es512_config(&data_dir.path().join("p521.pem")),
-        data_dir.clone(),
-    )
-    .await;
+    let (app, _) = spawn_es512().await;
 
     let issued = app.issue("p", "alice").await;
 
@@ -40,12 +40,7 @@ async fn an_es512_token_verifies_and_a_tampered_one_is_refused() {
 
 #[tokio::test]
 async fn the_jwks_publishes_an_es512_key_as_p521_with_66_byte_coordinates() {
-    let data_dir = Arc::new(tempfile::tempdir().unwrap());
-    let app = spawn_app_in(
-        &es512_config(&data_dir.path().join("p521.pem")),
-        data_dir.clone(),
-    )
-    .await;
+    let (app, _) = spawn_es512().await;
 
     let body = reqwest::get(format!("{}/.well-known/jwks.json", app.http_base))
         .await
@@ -70,20 +65,17 @@ async fn the_jwks_publishes_an_es512_key_as_p521_with_66_byte_coordinates() {
 
 #[tokio::test]
 async fn openssl_verifies_an_es512_token_with_the_public_key_it_reads_from_our_file() {
-    if Command::new("openssl").arg("version").output().is_err() {
-        eprintln!("skipped: no `openssl` binary on PATH (apt-get install openssl)");
+    if !crate::key_files::openssl_available() {
         return;
     }
-    let data_dir = Arc::new(tempfile::tempdir().unwrap());
-    let file = data_dir.path().join("p521.pem");
-    let app = spawn_app_in(&es512_config(&file), data_dir.clone()).await;
+    let (app, file) = spawn_es512().await;
     let issued = app.issue("p", "alice").await;
     let (signed, signature) = issued.token.rsplit_once('.').unwrap();
     // OpenSSL wants the signature as DER; p521 only re-encodes r and s, it checks nothing here.
     let der = p521::ecdsa::Signature::from_slice(&unb64(signature))
         .unwrap()
         .to_der();
-    let dir = data_dir.path();
+    let dir = file.parent().unwrap();
     std::fs::write(dir.join("signed"), signed).unwrap();
     std::fs::write(dir.join("sig.der"), der.as_bytes()).unwrap();
     let run = |args: &[&str]| {

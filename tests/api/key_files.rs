@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_token-authority");
 const GENERATED: [&str; 5] = ["ES256", "ES384", "ES512", "EdDSA", "RS256"];
 
 /// Whether an `openssl` binary runs here; says so when it does not.
-fn openssl_available() -> bool {
+pub fn openssl_available() -> bool {
     let ok = Command::new("openssl")
         .arg("version")
         .output()
