@@ -6,6 +6,9 @@
 //! token's own signing input. The gap within each pair is what the service adds: JSON, base64
 //! and the checks.
 //!
+//! ES512 has no ring call (ring lacks P-521), so its `ring_sign` and `ring_verify` are the bare
+//! RustCrypto `p521` calls the service makes.
+//!
 //! Run: `cargo bench --bench tokens` (one group: `cargo bench --bench tokens -- ES256/`).
 
 use std::hint::black_box;
@@ -21,7 +24,7 @@ use ring::signature::{
     self, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair, RsaEncoding, RsaKeyPair,
     UnparsedPublicKey, VerificationAlgorithm,
 };
-use token_authority::core::keys::{Algorithm, HmacSecret, Key, KeyId};
+use token_authority::core::keys::{self, Algorithm, HmacSecret, Key, KeyId};
 use token_authority::core::profile::{Profile, ProfileName, ProfileSpec};
 use token_authority::core::token::{self, IssueRequest};
 
@@ -41,6 +44,7 @@ enum Material {
         &'static dyn VerificationAlgorithm,
     ),
     Ed25519,
+    P521,
 }
 
 fn material(alg: Algorithm) -> Material {
@@ -66,6 +70,7 @@ fn material(alg: Algorithm) -> Material {
             &ECDSA_P384_SHA384_FIXED_SIGNING,
             &ECDSA_P384_SHA384_FIXED,
         ),
+        ES512 => Material::P521,
         EdDSA => Material::Ed25519,
     }
 }
@@ -76,12 +81,14 @@ enum RawSigner {
     Rsa(RsaKeyPair, &'static dyn RsaEncoding),
     Ecdsa(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
+    P521(p521::ecdsa::SigningKey),
 }
 
 /// A bare ring verifying key.
 enum RawVerifier {
     Hmac(hmac::Key),
     Public(UnparsedPublicKey<Vec<u8>>),
+    P521(p521::ecdsa::VerifyingKey),
 }
 
 impl RawSigner {
@@ -94,6 +101,13 @@ impl RawSigner {
             }
             RawSigner::Ecdsa(pair) => b.iter(|| pair.sign(rng, black_box(message))),
             RawSigner::Ed25519(pair) => b.iter(|| pair.sign(black_box(message))),
+            RawSigner::P521(key) => {
+                use p521::ecdsa::signature::hazmat::PrehashSigner as _;
+                b.iter(|| -> p521::ecdsa::Signature {
+                    let digest = ring::digest::digest(&ring::digest::SHA512, black_box(message));
+                    key.sign_prehash(digest.as_ref()).expect("P-521 signs")
+                })
+            }
         }
     }
 }
@@ -103,6 +117,11 @@ impl RawVerifier {
         match self {
             RawVerifier::Hmac(key) => hmac::verify(key, message, signature).is_ok(),
             RawVerifier::Public(public) => public.verify(message, signature).is_ok(),
+            RawVerifier::P521(key) => {
+                use p521::ecdsa::signature::Verifier as _;
+                p521::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|signature| key.verify(message, &signature).is_ok())
+            }
         }
     }
 }
@@ -133,6 +152,17 @@ fn load(alg: Algorithm, rng: &SystemRandom) -> (Key, RawSigner, RawVerifier) {
             let pair = EcdsaKeyPair::from_pkcs8(signing, &pkcs8(pem_text), rng).expect("an EC key");
             let public = pair.public_key().as_ref().to_vec();
             (pem_text, RawSigner::Ecdsa(pair), public, verification)
+        }
+        Material::P521 => {
+            use p521::pkcs8::DecodePrivateKey as _;
+            let pem_text = keys::generate(alg, rng).expect("a P-521 key");
+            let secret = p521::SecretKey::from_pkcs8_der(&pkcs8(pem_text.as_bytes()))
+                .expect("the generated key parses");
+            let signing = p521::ecdsa::SigningKey::from_bytes(&secret.to_bytes())
+                .expect("the scalar is in range");
+            let verifying = p521::ecdsa::VerifyingKey::from(&signing);
+            let key = Key::from_private_pem(id, alg, pem_text.as_bytes()).expect("it loads");
+            return (key, RawSigner::P521(signing), RawVerifier::P521(verifying));
         }
         Material::Ed25519 => {
             let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8(ED25519))

@@ -69,7 +69,7 @@ impl KeyAdminService {
         let span = tracing::Span::current();
         span.record("profile", shown(&req.profile));
         let rotated = self.live.rotate(&req.profile, req.revoke_previous).await?;
-        span.record("kid", rotated.new_key.as_str());
+        span.record("kid", tracing::field::debug(&rotated.new_key));
         let snapshot = self.live.current();
         let keys = snapshot
             .profiles

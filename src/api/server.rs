@@ -64,7 +64,7 @@ impl Server {
         let max_request_bytes = config.max_request_bytes;
         let drain_timeout = config.drain_timeout;
         for key in config.keys.sorted() {
-            tracing::info!(kid = %key.id(), alg = %key.algorithm(), can_sign = key.can_sign(), "key loaded");
+            tracing::info!(kid = ?key.id(), alg = %key.algorithm(), can_sign = key.can_sign(), "key loaded");
         }
         let live = Live::start(config, clock)?;
         Ok(Server {

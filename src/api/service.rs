@@ -173,7 +173,7 @@ pub(crate) fn finish<T>(
 
 fn record_issued(issued: &token::Issued) {
     let span = Span::current();
-    span.record("kid", issued.key_id.as_str());
+    span.record("kid", tracing::field::debug(&issued.key_id));
     span.record("alg", issued.algorithm.name());
     span.record("jti", issued.token_id.as_str());
     span.record("outcome", "issued");
@@ -181,7 +181,7 @@ fn record_issued(issued: &token::Issued) {
 
 fn record_verified(verified: &Verified) {
     let span = Span::current();
-    span.record("kid", verified.key_id.as_str());
+    span.record("kid", tracing::field::debug(&verified.key_id));
     span.record("alg", verified.algorithm.name());
     span.record("outcome", "valid");
     if let Some(jti) = &verified.token_id {

@@ -195,7 +195,7 @@ impl Generated {
             None => {
                 let _ = writeln!(
                     text,
-                    "id = \"{}\"  # yours to choose: 1 to 128 of A-Z a-z 0-9 . _ - : + / =",
+                    "id = \"{}\"  # yours to choose: 1 to 256 bytes of text, no control characters",
                     hmac_id(alg)
                 );
                 let _ = writeln!(text, "algorithm = \"{alg}\"");

@@ -4,13 +4,16 @@
 mod admin;
 mod cli;
 mod config;
+mod es512;
 mod helpers;
 mod interop;
 mod issue;
 mod jwks;
+mod key_files;
 mod layering;
 mod login_url;
 mod managed;
 mod operations;
 mod reload;
+mod vectors;
 mod verify;

@@ -1,4 +1,5 @@
-//! The JWS algorithms, the key family each needs, and the ring objects each maps to.
+//! The JWS algorithms, the key family each needs, and the ring objects each maps to (ES512,
+//! which ring lacks, is RustCrypto's `p521`; see `key.rs`).
 
 use std::fmt;
 
@@ -22,6 +23,7 @@ pub enum Algorithm {
     PS512,
     ES256,
     ES384,
+    ES512,
     EdDSA,
 }
 
@@ -36,7 +38,7 @@ pub enum KeyFamily {
 
 impl Algorithm {
     /// Every supported algorithm, in the order the docs list them.
-    pub const ALL: [Algorithm; 12] = [
+    pub const ALL: [Algorithm; 13] = [
         Algorithm::HS256,
         Algorithm::HS384,
         Algorithm::HS512,
@@ -48,6 +50,7 @@ impl Algorithm {
         Algorithm::PS512,
         Algorithm::ES256,
         Algorithm::ES384,
+        Algorithm::ES512,
         Algorithm::EdDSA,
     ];
 
@@ -65,6 +68,7 @@ impl Algorithm {
             Algorithm::PS512 => "PS512",
             Algorithm::ES256 => "ES256",
             Algorithm::ES384 => "ES384",
+            Algorithm::ES512 => "ES512",
             Algorithm::EdDSA => "EdDSA",
         }
     }
@@ -84,7 +88,7 @@ impl Algorithm {
             | Algorithm::PS256
             | Algorithm::PS384
             | Algorithm::PS512 => KeyFamily::Rsa,
-            Algorithm::ES256 | Algorithm::ES384 => KeyFamily::Ecdsa,
+            Algorithm::ES256 | Algorithm::ES384 | Algorithm::ES512 => KeyFamily::Ecdsa,
             Algorithm::EdDSA => KeyFamily::Ed25519,
         }
     }
@@ -127,10 +131,13 @@ impl Algorithm {
         }
     }
 
-    /// The ring verification algorithm for public-key algorithms; `None` for HMAC.
+    /// The ring verification algorithm for public-key algorithms; `None` for HMAC and for
+    /// ES512, which ring does not have.
     pub(super) fn verification(self) -> Option<&'static dyn signature::VerificationAlgorithm> {
         Some(match self {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => return None,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 | Algorithm::ES512 => {
+                return None;
+            }
             Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
             Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,

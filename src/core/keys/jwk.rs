@@ -15,10 +15,10 @@ impl Key {
                 // ring keeps EC public keys as the uncompressed point 0x04 || x || y.
                 let coords = bytes.strip_prefix(&[0x04])?;
                 let (x, y) = coords.split_at(coords.len() / 2);
-                let crv = if algorithm == Algorithm::ES384 {
-                    "P-384"
-                } else {
-                    "P-256"
+                let crv = match algorithm {
+                    Algorithm::ES384 => "P-384",
+                    Algorithm::ES512 => "P-521",
+                    _ => "P-256",
                 };
                 JwkMaterial::Ec {
                     crv,

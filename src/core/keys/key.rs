@@ -39,6 +39,8 @@ pub(super) enum Signer {
     Hmac(hmac::Key),
     Rsa(RsaKeyPair, &'static dyn RsaEncoding),
     Ecdsa(EcdsaKeyPair),
+    /// ES512: ring has no P-521, so RustCrypto's `p521` signs (hedged RFC 6979 nonces).
+    P521(Box<p521::ecdsa::SigningKey>),
     Ed25519(Ed25519KeyPair),
 }
 
@@ -47,6 +49,8 @@ pub(super) enum Signer {
 enum Verifier {
     Hmac(hmac::Key),
     Public(UnparsedPublicKey<Vec<u8>>),
+    /// The P-521 public key, parsed once, and its uncompressed point (for the JWK).
+    P521(Box<p521::ecdsa::VerifyingKey>, Vec<u8>),
 }
 
 /// One loaded key: its id, its one algorithm, and ring objects parsed once at start-up.
@@ -59,7 +63,7 @@ pub struct Key {
 
 /// Signing failed inside ring; this is the service's fault, never the caller's.
 #[derive(Debug, thiserror::Error)]
-#[error("signing with key {key_id} failed")]
+#[error("signing with key {key_id:?} failed")]
 pub struct SignError {
     pub key_id: KeyId,
 }
@@ -104,14 +108,26 @@ impl Key {
         signer: Option<Signer>,
         public: Vec<u8>,
     ) -> Result<Key, KeyError> {
-        let verification = algorithm
-            .verification()
-            .ok_or(KeyError::PemForHmac { alg: algorithm })?;
+        let verifier = if algorithm == Algorithm::ES512 {
+            let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&public).map_err(|_| {
+                KeyError::WrongKeyType {
+                    alg: algorithm,
+                    expected: "an EC key on P-521",
+                    reason: "the public key is not a point on P-521".into(),
+                }
+            })?;
+            Verifier::P521(Box::new(key), public)
+        } else {
+            let verification = algorithm
+                .verification()
+                .ok_or(KeyError::PemForHmac { alg: algorithm })?;
+            Verifier::Public(UnparsedPublicKey::new(verification, public))
+        };
         Ok(Key {
             id,
             algorithm,
             signer,
-            verifier: Verifier::Public(UnparsedPublicKey::new(verification, public)),
+            verifier,
         })
     }
 
@@ -120,6 +136,7 @@ impl Key {
         match &self.verifier {
             Verifier::Hmac(_) => None,
             Verifier::Public(public) => Some(public.as_ref()),
+            Verifier::P521(_, point) => Some(point),
         }
     }
 
@@ -156,6 +173,15 @@ impl Key {
                 .map_err(|_| fail())?
                 .as_ref()
                 .to_vec()),
+            Signer::P521(key) => {
+                use p521::ecdsa::signature::hazmat::PrehashSigner as _;
+                // ring hashes, as for every other algorithm; p521 signs the SHA-512 digest with an
+                // RFC 6979 nonce hedged with system randomness.
+                let digest = ring::digest::digest(&ring::digest::SHA512, message);
+                let signature: p521::ecdsa::Signature =
+                    key.sign_prehash(digest.as_ref()).map_err(|_| fail())?;
+                Ok(signature.to_bytes().to_vec())
+            }
             Signer::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
         }
     }
@@ -165,6 +191,12 @@ impl Key {
         match &self.verifier {
             Verifier::Hmac(key) => hmac::verify(key, message, signature).is_ok(),
             Verifier::Public(public) => public.verify(message, signature).is_ok(),
+            Verifier::P521(key, _) => {
+                use p521::ecdsa::signature::Verifier as _;
+                // from_slice takes exactly r || s of 66 bytes each (RFC 7518 §3.4), nothing else.
+                p521::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|signature| key.verify(message, &signature).is_ok())
+            }
         }
     }
 

@@ -21,7 +21,7 @@ mod pem;
 
 pub use algorithm::{Algorithm, KeyFamily};
 pub use generate::{generate, generate_named, generate_rsa, load_generated};
-pub use id::KeyId;
+pub use id::{KeyId, MAX_KEY_ID_BYTES};
 pub use jwk::{Jwk, JwkMaterial};
 pub use key::{HmacSecret, Key, SignError};
 
@@ -29,10 +29,13 @@ pub use key::{HmacSecret, Key, SignError};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(
-        "unknown algorithm {0:?}; supported: HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
+        "unknown algorithm {0:?}; supported: HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA"
     )]
     UnknownAlgorithm(String),
-    #[error("key id {0:?} is not allowed: use 1 to 128 characters from A-Z a-z 0-9 . _ - : + / =")]
+    #[error(
+        "key id {0:?} is not allowed: use 1 to {max} bytes of UTF-8 text without control characters",
+        max = MAX_KEY_ID_BYTES
+    )]
     BadKeyId(String),
     #[error("HMAC secret is {len} bytes; {alg} needs at least {min} (RFC 7518 §3.2)")]
     SecretTooShort {

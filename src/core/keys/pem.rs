@@ -132,10 +132,13 @@ fn ecdsa_signer(
     tag: &str,
     der: &[u8],
 ) -> Result<(Signer, Vec<u8>), KeyError> {
+    let wrong = |reason: String| mismatch(algorithm, curve_name(algorithm), reason);
+    if algorithm == Algorithm::ES512 {
+        return p521_signer(tag, der).map_err(wrong);
+    }
     let signing = algorithm
         .ecdsa_signing()
         .ok_or(KeyError::UnknownAlgorithm(algorithm.to_string()))?;
-    let wrong = |reason: String| mismatch(algorithm, curve_name(algorithm), reason);
     let rng = SystemRandom::new();
     let pair = if tag == "EC PRIVATE KEY" {
         let sec1 = sec1::EcPrivateKey::try_from(der).map_err(|e| wrong(format!("SEC1: {e}")))?;
@@ -153,6 +156,24 @@ fn ecdsa_signer(
     .map_err(|e| wrong(ring_reason(e)))?;
     let public = pair.public_key().as_ref().to_vec();
     Ok((Signer::Ecdsa(pair), public))
+}
+
+/// A P-521 private key (ES512) from a PKCS#8 or SEC1 block, with its uncompressed public point.
+/// The curve is checked by the parser: a key on another curve is refused.
+fn p521_signer(tag: &str, der: &[u8]) -> Result<(Signer, Vec<u8>), String> {
+    use p521::pkcs8::DecodePrivateKey as _;
+    let secret = if tag == "EC PRIVATE KEY" {
+        p521::SecretKey::from_sec1_der(der).map_err(|e| format!("SEC1: {e}"))?
+    } else {
+        p521::SecretKey::from_pkcs8_der(der).map_err(|e| format!("PKCS#8: {e}"))?
+    };
+    let signing = p521::ecdsa::SigningKey::from_bytes(&secret.to_bytes())
+        .map_err(|_| "the private scalar is out of range".to_owned())?;
+    let public = p521::ecdsa::VerifyingKey::from(&signing)
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec();
+    Ok((Signer::P521(Box::new(signing)), public))
 }
 
 /// An Ed25519 private key from a PKCS#8 block, with its raw 32-byte public key.
@@ -188,10 +209,10 @@ fn spki_public_key(algorithm: Algorithm, der: &[u8]) -> Result<Vec<u8>, KeyError
             .algorithm
             .parameters_oid()
             .map_err(|e| wrong(format!("EC parameters: {e}")))?;
-        let want = if algorithm == Algorithm::ES256 {
-            OID_P256
-        } else {
-            OID_P384
+        let want = match algorithm {
+            Algorithm::ES256 => OID_P256,
+            Algorithm::ES384 => OID_P384,
+            _ => OID_P521,
         };
         if curve != want {
             return Err(wrong(format!("the key is on another curve (OID {curve})")));
@@ -218,6 +239,7 @@ const OID_RSA: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.
 const OID_EC: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_P256: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_P521: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.3.132.0.35");
 const OID_ED25519: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.3.101.112");
 
 /// The tags of `blocks`, quoted, for an error that says what the file holds instead.
@@ -244,10 +266,10 @@ fn family_name(family: KeyFamily) -> &'static str {
 
 /// The EC key an ECDSA algorithm needs, curve included, as an error message names it.
 fn curve_name(alg: Algorithm) -> &'static str {
-    if alg == Algorithm::ES384 {
-        "an EC key on P-384"
-    } else {
-        "an EC key on P-256"
+    match alg {
+        Algorithm::ES384 => "an EC key on P-384",
+        Algorithm::ES512 => "an EC key on P-521",
+        _ => "an EC key on P-256",
     }
 }
 

@@ -54,7 +54,7 @@ pub struct Issued {
 pub enum IssueError {
     #[error("profile {profile:?} has no key that signs at this time; see ListKeys")]
     NoActiveKey { profile: ProfileName },
-    #[error("the signing key {key_id} stops verifying before the token would expire")]
+    #[error("the signing key {key_id:?} stops verifying before the token would expire")]
     KeyWindow { key_id: KeyId },
     #[error("profile {profile:?} is verify-only: it has no signing_key")]
     VerifyOnly { profile: ProfileName },

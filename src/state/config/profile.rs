@@ -190,7 +190,7 @@ fn rotation_spec(
     let algorithm: Algorithm = raw.algorithm.parse().context("algorithm")?;
     if !algorithm.can_generate() {
         bail!(
-            "algorithm {algorithm}: the service generates ES256, ES384, EdDSA and HMAC keys; give RSA keys as files"
+            "algorithm {algorithm}: the service generates ES256, ES384, ES512, EdDSA and HMAC keys; give RSA keys as files"
         );
     }
     let seconds = |field: &str, text: &str| -> anyhow::Result<u64> {
