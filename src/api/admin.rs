@@ -7,13 +7,13 @@ use std::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::field::Empty;
 
-use crate::api::error::{ApiError, shown};
-use crate::api::service::{finish, timestamp};
+use crate::api::convert::{profile_keys, system_timestamp};
+use crate::api::error::{ApiError, UnknownProfile, shown};
+use crate::api::service::finish;
 use crate::core::keys::KeyId;
 use crate::core::profile::Profile;
-use crate::core::rotation;
+use crate::proto;
 use crate::proto::key_admin_server::KeyAdmin;
-use crate::proto::{self, KeyState};
 use crate::state::live::Live;
 
 /// Answers `tokenauthority.v1.KeyAdmin`.
@@ -49,7 +49,7 @@ impl KeyAdminService {
             let profile = snapshot
                 .profiles
                 .get(&req.profile)
-                .ok_or_else(|| ApiError::UnknownProfile(shown(&req.profile).to_owned()))?;
+                .ok_or_else(|| UnknownProfile::named(&req.profile))?;
             vec![profile]
         };
         let status = self.live.reload_status();
@@ -128,62 +128,4 @@ impl KeyAdmin for KeyAdminService {
         let started = Instant::now();
         finish(started, self.reload_inner().await)
     }
-}
-
-/// Every key of `profile` with its state at `now`.
-pub(crate) fn profile_keys(profile: &Profile, now: u64) -> proto::ProfileKeys {
-    let at = |t: u64| (t != 0 && t != u64::MAX).then(|| timestamp(t as f64));
-    let mut keys: Vec<proto::KeyInfo> = profile
-        .signers()
-        .iter()
-        .map(|signer| {
-            let times = signer.times();
-            let state = match profile.state_of(signer, now) {
-                rotation::KeyState::Pending => KeyState::Pending,
-                rotation::KeyState::Published => KeyState::Published,
-                rotation::KeyState::Active => KeyState::Active,
-                rotation::KeyState::Retired => KeyState::Retired,
-                rotation::KeyState::Removed => KeyState::Removed,
-            };
-            proto::KeyInfo {
-                key_id: signer.key().id().to_string(),
-                algorithm: signer.key().algorithm().name().to_owned(),
-                state: state.into(),
-                source: if signer.is_managed() {
-                    "managed"
-                } else {
-                    "file"
-                }
-                .to_owned(),
-                published_at: at(times.publish_at),
-                active_at: at(times.activate_at),
-                retire_at: at(times.retire_at),
-                remove_at: at(times.remove_at),
-                public_jwk: jwk_json(signer.key()),
-            }
-        })
-        .collect();
-    keys.extend(profile.verify_only_keys().map(|key| proto::KeyInfo {
-        key_id: key.id().to_string(),
-        algorithm: key.algorithm().name().to_owned(),
-        state: KeyState::VerifyOnly.into(),
-        source: "file".to_owned(),
-        public_jwk: jwk_json(key),
-        ..Default::default()
-    }));
-    proto::ProfileKeys {
-        profile: profile.name().to_owned(),
-        managed: profile.signers().iter().any(|s| s.is_managed()),
-        keys,
-    }
-}
-
-fn jwk_json(key: &crate::core::keys::Key) -> String {
-    key.public_jwk()
-        .map(|jwk| serde_json::Value::Object(jwk.to_json()).to_string())
-        .unwrap_or_default()
-}
-
-fn system_timestamp(time: std::time::SystemTime) -> prost_types::Timestamp {
-    prost_types::Timestamp::from(time)
 }

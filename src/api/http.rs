@@ -22,7 +22,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
-use crate::api::error::shown;
+use crate::api::error::{UnknownProfile, shown};
 use crate::core::jwks;
 use crate::core::profile::Profile;
 use crate::state::live::{Live, Snapshot};
@@ -76,7 +76,7 @@ fn named<'s>(snapshot: &'s Snapshot, name: &str) -> Option<&'s Profile> {
 }
 
 fn no_such_profile(name: &str) -> Response {
-    not_found(&format!("profile {:?} does not exist", shown(name)))
+    not_found(&UnknownProfile::named(name).to_string())
 }
 
 async fn profile_keys(

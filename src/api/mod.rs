@@ -2,6 +2,7 @@
 //! the HTTP listener for JWKS and discovery, and the server that runs them all.
 
 pub mod admin;
+pub mod convert;
 pub mod error;
 pub mod http;
 pub mod server;

@@ -1,8 +1,9 @@
 //! The tonic server: the token service, gRPC health, server reflection, and a shutdown that
 //! flips health to NOT_SERVING, drains in-flight calls and stops.
 //!
-//! [`serve`] takes a bound listener and a shutdown future, so `main` hands it the configured
-//! address and SIGTERM/Ctrl-C while tests hand it `127.0.0.1:0` and a oneshot channel.
+//! [`Server::serve`] takes bound listeners and a shutdown future, so `main` hands it the
+//! configured addresses and SIGTERM/Ctrl-C while tests hand it `127.0.0.1:0` and a oneshot
+//! channel.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,11 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
-use tokio_stream::StreamExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt as _};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
+use tonic_reflection::server as reflection;
 
 use crate::api::admin::KeyAdminService;
 use crate::api::service::TokenAuthorityService;
@@ -47,20 +54,6 @@ pub struct Server {
     admin: bool,
     max_request_bytes: usize,
     drain_timeout: Duration,
-}
-
-/// Serves `config` on `listener` (gRPC only) until `shutdown` completes, then drains and returns.
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    clock: Arc<dyn Clock>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listeners = Listeners {
-        grpc: listener,
-        http: None,
-    };
-    Server::new(config, clock)?.serve(listeners, shutdown).await
 }
 
 impl Server {
@@ -102,100 +95,100 @@ impl Server {
         listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Server {
-            live,
-            rotation_task,
-            origin,
-            admin,
-            max_request_bytes,
-            drain_timeout,
-        } = self;
-        let listener = listeners.grpc;
-        let addr = listener.local_addr().context("reading the bound address")?;
+        let addr = listeners
+            .grpc
+            .local_addr()
+            .context("reading the bound address")?;
         let http_addr: Option<SocketAddr> = match &listeners.http {
             Some(l) => Some(l.local_addr().context("reading the bound HTTP address")?),
             None => None,
         };
-
         let (health, health_service) = tonic_health::server::health_reporter();
-        // Reflection lists only what is served: KeyAdmin shares the proto file but may be off.
-        let reflection = || {
-            let builder = tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .with_service_name("grpc.health.v1.Health")
-                .with_service_name("grpc.reflection.v1.ServerReflection")
-                .with_service_name("grpc.reflection.v1alpha.ServerReflection")
-                .with_service_name(SERVICE_NAME);
-            if admin {
-                builder.with_service_name(ADMIN_SERVICE_NAME)
-            } else {
-                builder
-            }
-        };
-        // Each version also describes the other, since both are listed.
-        let reflection_v1 = reflection()
-            .register_encoded_file_descriptor_set(
-                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-            )
-            .build_v1()
-            .context("building the reflection service")?;
-        // grpcurl and many tools still speak only the v1alpha reflection protocol.
-        let reflection_v1alpha = reflection()
-            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .context("building the reflection service")?;
-        let token_service = TokenAuthorityServer::new(TokenAuthorityService::new(live.clone()))
-            .max_decoding_message_size(max_request_bytes);
+        let routes = self.routes(health_service)?;
+
+        self.log_ready_profiles();
+        // Keys are loaded and profiles built, so the service can answer from here on.
+        set_health(&health, ServingStatus::Serving, self.served_names()).await;
+        self.log_listening(addr, http_addr);
+
+        let stopping = CancellationToken::new();
+        let tasks = self.spawn_tasks(listeners.http, &stopping);
+        let (draining_tx, draining_rx) = oneshot::channel();
+        let signal = shutdown_signal(shutdown, health, stopping, draining_tx);
+        let server = routes.serve_with_incoming_shutdown(without_nagle(listeners.grpc), signal);
+        serve_until_drained(server, draining_rx, self.drain_timeout).await?;
+        tasks.stop(self.drain_timeout).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Every gRPC service this server answers: health, reflection, tokens and key admin.
+    fn routes(&self, health: HealthServer<impl Health>) -> anyhow::Result<Router> {
+        let (reflection_v1, reflection_v1alpha) = reflection_services(self.admin)?;
+        let token_service =
+            TokenAuthorityServer::new(TokenAuthorityService::new(self.live.clone()))
+                .max_decoding_message_size(self.max_request_bytes);
         // Until callers are authenticated, key administration is off unless asked for; off, it
         // still answers, to say so (a bare UNIMPLEMENTED would leave operators guessing).
-        let admin_service = KeyAdminServer::new(KeyAdminService::new(live.clone(), admin))
-            .max_decoding_message_size(max_request_bytes);
+        let admin_service =
+            KeyAdminServer::new(KeyAdminService::new(self.live.clone(), self.admin))
+                .max_decoding_message_size(self.max_request_bytes);
+        Ok(tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(token_service)
+            .add_service(admin_service))
+    }
 
-        {
-            let snapshot = live.current();
-            let now = live.clock().unix_seconds();
-            for profile in snapshot.profiles.sorted() {
-                let verify: Vec<&str> = profile.verify_keys().map(|k| k.id().as_str()).collect();
-                tracing::info!(
-                    profile = profile.name(),
-                    signing_key = profile.signer_at(now).map_or("(none now)", |s| s.key().id().as_str()),
-                    managed = profile.signers().iter().any(|s| s.is_managed()),
-                    verify_keys = %verify.join(","),
-                    login_url = profile.has_login_url(),
-                    "profile ready"
-                );
-            }
+    /// The services health reports as SERVING: the server, tokens, and key admin when enabled.
+    fn served_names(&self) -> &'static [&'static str] {
+        if self.admin {
+            &["", SERVICE_NAME, ADMIN_SERVICE_NAME]
+        } else {
+            &["", SERVICE_NAME]
         }
-        let profiles = live.current().profiles.len();
-        // Keys are loaded and profiles built, so the service can answer from here on.
-        health.set_service_status("", ServingStatus::Serving).await;
-        health
-            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-            .await;
-        if admin {
-            health
-                .set_service_status(ADMIN_SERVICE_NAME, ServingStatus::Serving)
-                .await;
+    }
+
+    fn log_ready_profiles(&self) {
+        let snapshot = self.live.current();
+        let now = self.live.clock().unix_seconds();
+        for profile in snapshot.profiles.sorted() {
+            let verify: Vec<&str> = profile.verify_keys().map(|k| k.id().as_str()).collect();
+            tracing::info!(
+                profile = profile.name(),
+                signing_key = profile.signer_at(now).map_or("(none now)", |s| s.key().id().as_str()),
+                managed = profile.signers().iter().any(|s| s.is_managed()),
+                verify_keys = %verify.join(","),
+                login_url = profile.has_login_url(),
+                "profile ready"
+            );
         }
+    }
+
+    fn log_listening(&self, addr: SocketAddr, http_addr: Option<SocketAddr>) {
         tracing::info!(
             %addr,
             http = %http_addr.map_or("off".to_owned(), |a| a.to_string()),
-            admin,
-            config = %origin,
-            profiles,
+            admin = self.admin,
+            config = %self.origin,
+            profiles = self.live.current().profiles.len(),
             "listening"
         );
+    }
 
-        let stopping = CancellationToken::new();
-        let rotation = rotation_task.then(|| {
+    /// Starts the rotation task (unless tests drive rotation) and the HTTP listener (if
+    /// configured); both stop when `stopping` is cancelled.
+    fn spawn_tasks(&self, http: Option<TcpListener>, stopping: &CancellationToken) -> Tasks {
+        let rotation = self.rotation_task.then(|| {
             tokio::spawn(
-                live.clone()
+                self.live
+                    .clone()
                     .run_rotation(stopping.clone().cancelled_owned()),
             )
         });
-        let http = listeners.http.map(|listener| {
-            let live = live.clone();
+        let http = http.map(|listener| {
+            let live = self.live.clone();
             let stop = stopping.clone().cancelled_owned();
             tokio::spawn(async move {
                 if let Err(e) = crate::api::http::serve(live, listener, stop).await {
@@ -203,63 +196,120 @@ impl Server {
                 }
             })
         });
+        Tasks { rotation, http }
+    }
+}
 
-        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
-        let reporter = health.clone();
-        let signal = async move {
-            shutdown.await;
-            // Health flips first, so load balancers stop sending before the listener closes.
-            reporter
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            reporter
-                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-                .await;
-            reporter
-                .set_service_status(ADMIN_SERVICE_NAME, ServingStatus::NotServing)
-                .await;
-            tracing::info!("shutting down: health is NOT_SERVING, draining in-flight calls");
-            stopping.cancel();
-            let _ = draining_tx.send(());
-        };
-        // Small gRPC answers must not wait for Nagle's algorithm (measured: 44 ms per Issue call
-        // under load without this). Server::tcp_nodelay only covers listeners tonic binds itself.
-        let incoming = TcpListenerStream::new(listener).map(|conn| {
-            if let Ok(stream) = &conn
-                && let Err(e) = stream.set_nodelay(true)
-            {
-                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-            }
-            conn
-        });
-        let server = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(token_service)
-            .add_service(admin_service)
-            .serve_with_incoming_shutdown(incoming, signal);
+/// The tasks that run beside the gRPC server.
+struct Tasks {
+    rotation: Option<JoinHandle<()>>,
+    http: Option<JoinHandle<()>>,
+}
 
-        tokio::select! {
-            result = server => result.context("serving gRPC")?,
-            () = async move {
-                if draining_rx.await.is_ok() {
-                    tokio::time::sleep(drain_timeout).await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            } => {
-                tracing::warn!(?drain_timeout, "calls still open after the drain timeout; closing them");
-            }
-        }
-        if let Some(rotation) = rotation {
+impl Tasks {
+    /// Stops rotation at once and gives the HTTP listener at most `drain_timeout` to finish.
+    async fn stop(self, drain_timeout: Duration) {
+        if let Some(rotation) = self.rotation {
             rotation.abort();
         }
-        if let Some(http) = http {
+        if let Some(http) = self.http {
             // The HTTP documents are small and stateless; give them the same drain time at most.
             let _ = tokio::time::timeout(drain_timeout, http).await;
         }
-        tracing::info!("stopped");
-        Ok(())
     }
+}
+
+/// Both reflection versions, listing only what is served: KeyAdmin shares the proto file but
+/// may be off.
+fn reflection_services(
+    admin: bool,
+) -> anyhow::Result<(
+    reflection::v1::ServerReflectionServer<impl reflection::v1::ServerReflection>,
+    reflection::v1alpha::ServerReflectionServer<impl reflection::v1alpha::ServerReflection>,
+)> {
+    let builder = || {
+        let builder = reflection::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+            .with_service_name(SERVICE_NAME);
+        if admin {
+            builder.with_service_name(ADMIN_SERVICE_NAME)
+        } else {
+            builder
+        }
+    };
+    // Each version also describes the other, since both are listed.
+    let v1 = builder()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    // grpcurl and many tools still speak only the v1alpha reflection protocol.
+    let v1alpha = builder()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building the reflection service")?;
+    Ok((v1, v1alpha))
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus, services: &[&str]) {
+    for service in services {
+        health.set_service_status(*service, status).await;
+    }
+}
+
+/// Completes after `shutdown`, once health says NOT_SERVING and the other tasks were told to
+/// stop; `draining` then starts the drain clock.
+async fn shutdown_signal(
+    shutdown: impl Future<Output = ()>,
+    health: HealthReporter,
+    stopping: CancellationToken,
+    draining: oneshot::Sender<()>,
+) {
+    shutdown.await;
+    // Health flips first, so load balancers stop sending before the listener closes. KeyAdmin
+    // is flipped even when off, so a check on it says NOT_SERVING rather than unknown.
+    let all = ["", SERVICE_NAME, ADMIN_SERVICE_NAME];
+    set_health(&health, ServingStatus::NotServing, &all).await;
+    tracing::info!("shutting down: health is NOT_SERVING, draining in-flight calls");
+    stopping.cancel();
+    let _ = draining.send(());
+}
+
+/// Accepted connections with Nagle's algorithm off.
+fn without_nagle(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
+    // Small gRPC answers must not wait for Nagle's algorithm (measured: 44 ms per Issue call
+    // under load without this). Server::tcp_nodelay only covers listeners tonic binds itself.
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+        conn
+    })
+}
+
+/// Runs `server` until it returns, or until calls are still open `drain_timeout` after
+/// `draining` fired, whichever comes first.
+async fn serve_until_drained(
+    server: impl Future<Output = Result<(), tonic::transport::Error>>,
+    draining: oneshot::Receiver<()>,
+    drain_timeout: Duration,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        result = server => result.context("serving gRPC")?,
+        () = async move {
+            if draining.await.is_ok() {
+                tokio::time::sleep(drain_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?drain_timeout, "calls still open after the drain timeout; closing them");
+        }
+    }
+    Ok(())
 }

@@ -2,21 +2,22 @@
 //! it only owns the random source the core draws token ids from.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use prost_types::value::Kind;
 use ring::rand::SystemRandom;
-use serde_json::{Map, Number, Value};
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::Empty};
 
-use crate::api::error::{ApiError, shown};
+use crate::api::convert::{
+    claims_from_proto, issued_to_proto, jwks_to_proto, login_url_to_proto, refusal_to_proto,
+    ttl_from_proto, verified_to_proto,
+};
+use crate::api::error::{ApiError, UnknownProfile, shown};
 use crate::core::jwks;
-use crate::core::keys::{Jwk, JwkMaterial};
-use crate::core::profile::Profile;
-use crate::core::token::{self, Failure, IssueRequest};
+use crate::core::profile::{self, Profile};
+use crate::core::token::{self, IssueRequest, Refusal, Verified};
+use crate::proto;
 use crate::proto::token_authority_server::TokenAuthority;
-use crate::proto::{self, VerifyFailure};
 use crate::state::live::{Live, Snapshot};
 
 /// Answers `tokenauthority.v1.TokenAuthority` from the live profiles; each call reads one
@@ -44,13 +45,12 @@ impl TokenAuthorityService {
         snapshot: &'s Snapshot,
         name: &str,
     ) -> Result<&'s Arc<Profile>, ApiError> {
-        let shown = shown(name);
-        let span = Span::current();
-        span.record("profile", if name.is_empty() { "default" } else { shown });
+        let name = profile::requested(name);
+        Span::current().record("profile", shown(name));
         snapshot
             .profiles
             .get(name)
-            .ok_or_else(|| ApiError::UnknownProfile(shown.to_owned()))
+            .ok_or_else(|| UnknownProfile::named(name).into())
     }
 
     fn issue_inner(&self, req: proto::IssueRequest) -> Result<proto::IssueResponse, ApiError> {
@@ -64,52 +64,23 @@ impl TokenAuthorityService {
         };
         let issued = token::issue(profile, request, self.now(), &self.rng)?;
         record_issued(&issued);
-        Ok(proto::IssueResponse {
-            token: issued.token,
-            token_id: issued.token_id,
-            issued_at: Some(timestamp(issued.issued_at as f64)),
-            expires_at: Some(timestamp(issued.expires_at as f64)),
-            key_id: issued.key_id.to_string(),
-            algorithm: issued.algorithm.name().to_owned(),
-        })
+        Ok(issued_to_proto(issued))
     }
 
     fn verify_inner(&self, req: proto::VerifyRequest) -> Result<proto::VerifyResponse, ApiError> {
         let snapshot = self.live.current();
         let profile = self.profile(&snapshot, &req.profile)?;
         let audience = Some(req.audience.as_str()).filter(|a| !a.is_empty());
-        let span = Span::current();
+        // A refused token is an answer, not an error: both arms answer OK.
         Ok(
             match token::verify(profile, &req.token, audience, self.now()) {
-                Ok(v) => {
-                    span.record("kid", v.key_id.as_str());
-                    span.record("alg", v.algorithm.name());
-                    span.record("outcome", "valid");
-                    if let Some(jti) = &v.token_id {
-                        span.record("jti", jti.as_str());
-                    }
-                    proto::VerifyResponse {
-                        valid: true,
-                        failure: VerifyFailure::Unspecified.into(),
-                        detail: String::new(),
-                        claims: Some(map_to_struct(v.claims)),
-                        header: Some(map_to_struct(v.header)),
-                        key_id: v.key_id.to_string(),
-                        algorithm: v.algorithm.name().to_owned(),
-                        expires_at: Some(timestamp(v.expires_at)),
-                        subject: v.subject,
-                        token_id: v.token_id.unwrap_or_default(),
-                    }
+                Ok(verified) => {
+                    record_verified(&verified);
+                    verified_to_proto(verified)
                 }
                 Err(refusal) => {
-                    span.record("outcome", "refused");
-                    span.record("reason", refusal.failure.as_str());
-                    proto::VerifyResponse {
-                        valid: false,
-                        failure: failure_to_proto(refusal.failure).into(),
-                        detail: refusal.detail,
-                        ..Default::default()
-                    }
+                    record_refused(&refusal);
+                    refusal_to_proto(refusal)
                 }
             },
         )
@@ -120,11 +91,7 @@ impl TokenAuthorityService {
         let profile = self.profile(&snapshot, &req.profile)?;
         let keys = jwks::for_profile(profile, self.live.clock().unix_seconds());
         Span::current().record("outcome", "ok");
-        Ok(proto::JwksResponse {
-            json: jwks::document(&keys),
-            keys: keys.iter().map(jwk_to_proto).collect(),
-            max_age: prost_types::Duration::try_from(snapshot.jwks_cache).ok(),
-        })
+        Ok(jwks_to_proto(&keys, snapshot.jwks_cache))
     }
 
     fn login_url_inner(
@@ -141,12 +108,7 @@ impl TokenAuthorityService {
         };
         let link = token::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
         record_issued(&link.issued);
-        Ok(proto::LoginUrlResponse {
-            url: link.url,
-            token: link.issued.token,
-            token_id: link.issued.token_id,
-            expires_at: Some(timestamp(link.issued.expires_at as f64)),
-        })
+        Ok(login_url_to_proto(link.url, link.issued))
     }
 }
 
@@ -189,33 +151,6 @@ impl TokenAuthority for TokenAuthorityService {
     }
 }
 
-/// A public key as the typed proto message.
-pub(crate) fn jwk_to_proto(jwk: &Jwk) -> proto::Jwk {
-    let mut out = proto::Jwk {
-        kty: jwk.kty().to_owned(),
-        kid: jwk.kid.clone(),
-        alg: jwk.alg.name().to_owned(),
-        r#use: "sig".to_owned(),
-        ..Default::default()
-    };
-    match &jwk.material {
-        JwkMaterial::Ec { crv, x, y } => {
-            out.crv = (*crv).to_owned();
-            out.x = x.clone();
-            out.y = y.clone();
-        }
-        JwkMaterial::Okp { x } => {
-            out.crv = "Ed25519".to_owned();
-            out.x = x.clone();
-        }
-        JwkMaterial::Rsa { n, e } => {
-            out.n = n.clone();
-            out.e = e.clone();
-        }
-    }
-    out
-}
-
 /// Writes the one log line of a call and turns the result into a gRPC answer.
 pub(crate) fn finish<T>(
     started: Instant,
@@ -228,14 +163,8 @@ pub(crate) fn finish<T>(
             Ok(Response::new(answer))
         }
         Err(e) => {
-            let kind = match &e {
-                ApiError::UnknownProfile(_) => "not_found",
-                ApiError::InvalidArgument(_) => "invalid_argument",
-                ApiError::FailedPrecondition(_) => "failed_precondition",
-                ApiError::Internal(_) => "internal",
-            };
             Span::current().record("outcome", "error");
-            Span::current().record("reason", kind);
+            Span::current().record("reason", e.kind().as_str());
             tracing::info!(latency_us, "call finished");
             Err(e.into())
         }
@@ -250,109 +179,18 @@ fn record_issued(issued: &token::Issued) {
     span.record("outcome", "issued");
 }
 
-fn failure_to_proto(failure: Failure) -> VerifyFailure {
-    match failure {
-        Failure::Malformed => VerifyFailure::Malformed,
-        Failure::AlgorithmNotAllowed => VerifyFailure::AlgorithmNotAllowed,
-        Failure::UnknownKey => VerifyFailure::UnknownKey,
-        Failure::BadSignature => VerifyFailure::BadSignature,
-        Failure::Expired => VerifyFailure::Expired,
-        Failure::NotYetValid => VerifyFailure::NotYetValid,
-        Failure::WrongIssuer => VerifyFailure::WrongIssuer,
-        Failure::WrongAudience => VerifyFailure::WrongAudience,
-        Failure::MissingClaim => VerifyFailure::MissingClaim,
-        Failure::WrongType => VerifyFailure::WrongType,
-        Failure::ClaimMismatch => VerifyFailure::ClaimMismatch,
+fn record_verified(verified: &Verified) {
+    let span = Span::current();
+    span.record("kid", verified.key_id.as_str());
+    span.record("alg", verified.algorithm.name());
+    span.record("outcome", "valid");
+    if let Some(jti) = &verified.token_id {
+        span.record("jti", jti.as_str());
     }
 }
 
-fn ttl_from_proto(ttl: Option<prost_types::Duration>) -> Result<Option<Duration>, ApiError> {
-    ttl.map(|d| {
-        Duration::try_from(d)
-            .map_err(|_| ApiError::InvalidArgument("ttl: must be a positive duration".into()))
-    })
-    .transpose()
-}
-
-pub(crate) fn timestamp(seconds: f64) -> prost_types::Timestamp {
-    let whole = seconds.floor();
-    prost_types::Timestamp {
-        seconds: whole as i64,
-        nanos: ((seconds - whole) * 1e9) as i32,
-    }
-}
-
-/// Turns request claims into JSON; integral numbers become JSON integers, so `{"n": 42}` stays 42.
-fn claims_from_proto(claims: Option<prost_types::Struct>) -> Result<Map<String, Value>, ApiError> {
-    let Some(claims) = claims else {
-        return Ok(Map::new());
-    };
-    claims
-        .fields
-        .into_iter()
-        .map(|(name, value)| {
-            let json = value_to_json(value, &name)?;
-            Ok((name, json))
-        })
-        .collect()
-}
-
-fn value_to_json(value: prost_types::Value, path: &str) -> Result<Value, ApiError> {
-    Ok(match value.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => Value::Bool(b),
-        Some(Kind::StringValue(s)) => Value::String(s),
-        Some(Kind::NumberValue(n)) => {
-            if !n.is_finite() {
-                return Err(ApiError::InvalidArgument(format!(
-                    "claims.{path}: must be a finite number"
-                )));
-            }
-            // Within ±2^53 an f64 holds every integer exactly, so integral values are integers.
-            if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-                Value::Number(Number::from(n as i64))
-            } else {
-                Number::from_f64(n).map_or(Value::Null, Value::Number)
-            }
-        }
-        Some(Kind::StructValue(s)) => Value::Object(
-            s.fields
-                .into_iter()
-                .map(|(k, v)| {
-                    let json = value_to_json(v, &format!("{path}.{k}"))?;
-                    Ok((k, json))
-                })
-                .collect::<Result<_, ApiError>>()?,
-        ),
-        Some(Kind::ListValue(list)) => Value::Array(
-            list.values
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| value_to_json(v, &format!("{path}[{i}]")))
-                .collect::<Result<_, _>>()?,
-        ),
-    })
-}
-
-fn map_to_struct(map: Map<String, Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: map
-            .into_iter()
-            .map(|(k, v)| (k, json_to_value(v)))
-            .collect(),
-    }
-}
-
-fn json_to_value(value: Value) -> prost_types::Value {
-    let kind = match value {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        Value::String(s) => Kind::StringValue(s),
-        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.into_iter().map(json_to_value).collect(),
-        }),
-        Value::Object(map) => Kind::StructValue(map_to_struct(map)),
-    };
-    prost_types::Value { kind: Some(kind) }
+fn record_refused(refusal: &Refusal) {
+    let span = Span::current();
+    span.record("outcome", "refused");
+    span.record("reason", refusal.failure.as_str());
 }

@@ -1,7 +1,7 @@
 //! The product itself, pure: key material, profiles, the key lifecycle, issuing and verifying
 //! tokens, login links and JWK Sets. Nothing here imports tonic, prost or the generated proto
 //! types, touches a file or reads the environment; time comes in as an argument or through a
-//! [`clock::Clock`] handed in. `tests/layering.rs` keeps it that way.
+//! [`clock::Clock`] handed in. `tests/api/layering.rs` keeps it that way.
 //!
 //! Reading order: [`clock`], [`keys`], [`login`], [`rotation`], [`profile`], [`token`], [`jwks`].
 

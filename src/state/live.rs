@@ -51,10 +51,14 @@ pub enum AdminError {
         "profile {0:?} signs with configured key files, not managed keys; stage a new key with not_before and reload instead"
     )]
     NotManaged(String),
-    #[error("the configuration was not reloaded, the previous one keeps serving: {0}")]
-    Reload(String),
-    #[error("{0}")]
-    Failed(String),
+    // Both show the whole context chain (`{:#}`) in their message, so neither also offers it
+    // as `source`: a reporter walking the chain would print every cause twice.
+    /// The new configuration did not load; the chain names the file and the reason.
+    #[error("the configuration was not reloaded, the previous one keeps serving: {0:#}")]
+    Reload(anyhow::Error),
+    /// Writing or swapping in the new keys failed: the service's fault, not the caller's.
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
 }
 
 /// The result of a rotation started by an operator.
@@ -166,19 +170,16 @@ impl Live {
             .filter(|r| r.times.activate_at <= now)
             .map(|r| r.kid.clone())
             .collect();
-        managed
-            .apply(plan, now)
-            .map_err(|e| AdminError::Failed(format!("{e:#}")))?;
+        managed.apply(plan, now).map_err(AdminError::Failed)?;
         let new_key = managed
             .records
             .iter()
             .find(|r| r.times.state_at(now) == KeyState::Active)
             .map(|r| r.kid.clone())
             // rotate_now always leaves a key active at `now`; not finding one is our fault.
-            .ok_or_else(|| AdminError::Failed("the rotation left no active key".to_owned()))?;
+            .ok_or_else(|| AdminError::Failed(anyhow!("the rotation left no active key")))?;
         tracing::warn!(profile = name, new_kid = %new_key, revoked = ?revoked, "key rotated by an operator");
-        self.swap(&state)
-            .map_err(|e| AdminError::Failed(format!("{e:#}")))?;
+        self.swap(&state).map_err(AdminError::Failed)?;
         self.wake.notify_one();
         Ok(Rotated { new_key, revoked })
     }
@@ -226,7 +227,7 @@ impl Live {
                 let reason = format!("{e:#}");
                 tracing::error!(error = %reason, "reload refused; the previous configuration keeps serving");
                 status.error = Some(reason.clone());
-                Err(AdminError::Reload(reason))
+                Err(AdminError::Reload(e))
             }
         }
     }

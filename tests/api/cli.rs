@@ -12,7 +12,7 @@ use serde_json::Value;
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{IssueRequest, VerifyRequest};
 
-use crate::helpers::ALGORITHMS;
+use crate::helpers::{ALGORITHMS, paths_below};
 
 const BIN: &str = env!("CARGO_BIN_EXE_token-authority");
 
@@ -37,18 +37,10 @@ fn stderr(out: &Output) -> String {
 
 /// The file names in `dir`, recursively, relative to it.
 fn tree(dir: &Path) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(next) = stack.pop() {
-        for entry in std::fs::read_dir(&next).unwrap() {
-            let path = entry.unwrap().path();
-            found.insert(path.strip_prefix(dir).unwrap().display().to_string());
-            if path.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    found
+    paths_below(dir)
+        .iter()
+        .map(|path| path.strip_prefix(dir).unwrap().display().to_string())
+        .collect()
 }
 
 /// `token-authority serve`, killed when dropped so a failing test leaves no server behind.

@@ -8,6 +8,7 @@ mod helpers;
 mod interop;
 mod issue;
 mod jwks;
+mod layering;
 mod login_url;
 mod managed;
 mod operations;

@@ -10,8 +10,8 @@ use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use ring::rand::SystemRandom;
 
-use super::Writes;
 use super::raw::{RawKey, SecretEncoding};
+use super::{Writes, listed};
 use crate::core::keys::{self, Algorithm, HmacSecret, Key, KeyError, KeyFamily, KeyId};
 use crate::core::profile::SigningWindow;
 use crate::state::files;
@@ -108,11 +108,7 @@ fn material(raw: &RawKey, algorithm: Algorithm) -> anyhow::Result<Material<'_>> 
         let names: Vec<&str> = given.iter().map(|(name, _)| *name).collect();
         bail!(
             "give exactly one of secret_env, secret_file (HMAC) or private_key_file, private_key_env, public_key_file; found {}",
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            }
+            listed(&names)
         );
     }
     let (field, material) = given.remove(0);

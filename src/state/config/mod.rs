@@ -284,6 +284,18 @@ fn warn_unused_keys(store: &KeyStore, profiles: &[ProfileTemplate], origin: &str
     }
 }
 
+/// `names` joined for a message, or "none".
+fn listed(names: &[impl AsRef<str>]) -> String {
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    names
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether loading may create the key files `generate = true` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Writes {

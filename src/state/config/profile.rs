@@ -10,7 +10,7 @@ use anyhow::{Context as _, anyhow, bail};
 use ring::rand::SystemRandom;
 
 use super::raw::{RawProfile, RawRotation};
-use super::{ProfileTemplate, duration};
+use super::{ProfileTemplate, duration, listed};
 use crate::core::clock::whole_seconds;
 use crate::core::keys::{self, Algorithm, Key, KeyId, KeyStore};
 use crate::core::login::LoginUrl;
@@ -138,11 +138,7 @@ fn lookup(store: &KeyStore, field: &str, id: &str) -> anyhow::Result<Arc<Key>> {
             .collect();
         anyhow!(
             "{field}: {id:?} is not a configured key (configured: {})",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
+            listed(&known)
         )
     })
 }
