@@ -11,6 +11,7 @@ mod jwks;
 mod layering;
 mod login_url;
 mod managed;
+mod metrics;
 mod operations;
 mod reload;
 mod verify;
