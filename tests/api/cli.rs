@@ -429,9 +429,10 @@ fn config_check_on_a_broken_config_fails_as_serve_does_and_writes_nothing() {
         serve_error.lines().last().unwrap(),
         error.replace(data.path().to_str().unwrap(), copy.path().to_str().unwrap())
     );
+    // `serve` checks the whole configuration before it writes anything, too.
     assert!(
-        copy.path().join("fresh.pem").exists(),
-        "serve itself does generate the key"
+        !copy.path().join("fresh.pem").exists(),
+        "serve wrote a key for a configuration it refused"
     );
 }
 
@@ -600,4 +601,56 @@ async fn keys_list_against_a_server_without_admin_says_how_to_enable_it() {
         message.contains("admin service is disabled") && message.contains("admin = true"),
         "{message}"
     );
+}
+
+#[test]
+fn serve_on_a_busy_port_fails_before_writing_any_key() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let out = run(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--http-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !data_dir.exists() || tree(&data_dir).is_empty(),
+        "{:?}",
+        tree(&data_dir)
+    );
+}
+
+#[test]
+fn serve_with_a_host_name_for_listen_says_to_write_an_ip_address() {
+    let out = run(&["serve", "--listen", "localhost:50061"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("is not IP:PORT"), "{err}");
+    assert!(
+        err.contains("host names such as localhost are not resolved"),
+        "{err}"
+    );
+}
+
+#[test]
+fn healthcheck_refuses_https_instead_of_checking_in_plaintext() {
+    let out = run(&["healthcheck", "--addr", "https://127.0.0.1:50051"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("https is not supported"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 }
