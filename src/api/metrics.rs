@@ -222,29 +222,31 @@ impl Collector for LiveCollector {
             gauge(&mut keys, profile.name(), "verify_only", verify_only as i64)?;
         }
 
-        let mut retire = encoder.encode_descriptor(
-            "active_key_retire",
-            "Seconds until the signing key of each profile stops signing (absent: it never does, or none signs).",
-            Some(&prometheus_client::registry::Unit::Seconds),
-            MetricType::Gauge,
-        )?;
-        for profile in &profiles {
-            if let Some(at) = active_retire_at(profile, now) {
-                let family = [("profile", profile.name())];
-                ConstGauge::new(at as i64 - now as i64).encode(retire.encode_family(&family)?)?;
-            }
-        }
-
-        let mut next = encoder.encode_descriptor(
-            "next_key_activate",
-            "Seconds until the next signing key of each profile starts signing (absent: none is scheduled).",
-            Some(&prometheus_client::registry::Unit::Seconds),
-            MetricType::Gauge,
-        )?;
-        for profile in &profiles {
-            if let Some(at) = next_activate_at(profile, now) {
-                let family = [("profile", profile.name())];
-                ConstGauge::new(at as i64 - now as i64).encode(next.encode_family(&family)?)?;
+        let deadlines: [(&str, &str, Deadline); 2] = [
+            (
+                "active_key_retire",
+                "Seconds until the signing key of each profile stops signing (absent: it never does, or none signs).",
+                active_retire_at,
+            ),
+            (
+                "next_key_activate",
+                "Seconds until the next signing key of each profile starts signing (absent: none is scheduled).",
+                next_activate_at,
+            ),
+        ];
+        for (name, help, deadline) in deadlines {
+            let mut metric = encoder.encode_descriptor(
+                name,
+                help,
+                Some(&prometheus_client::registry::Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            for profile in &profiles {
+                if let Some(at) = deadline(profile, now) {
+                    let family = [("profile", profile.name())];
+                    ConstGauge::new(at as i64 - now as i64)
+                        .encode(metric.encode_family(&family)?)?;
+                }
             }
         }
 
@@ -276,6 +278,9 @@ fn gauge(
     let family = [("profile", profile), ("state", state)];
     ConstGauge::new(value).encode(encoder.encode_family(&family)?)
 }
+
+/// When something happens to a profile's keys, seen from `now`.
+type Deadline = fn(&Profile, u64) -> Option<u64>;
 
 /// When the key signing at `now` stops signing: at its retirement, or when a later key takes
 /// over, whichever comes first; `None` if neither is scheduled.
