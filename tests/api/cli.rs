@@ -662,3 +662,30 @@ fn healthcheck_refuses_https_instead_of_checking_in_plaintext() {
     );
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 }
+
+#[test]
+fn config_check_on_a_bare_number_for_a_lifetime_says_how_to_write_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[keys]]\nid = \"k\"\nalgorithm = \"HS256\"\nsecret_file = \"k.secret\"\ngenerate = true\n\n\
+         [profiles.default]\nsigning_key = \"k\"\nmax_ttl = 3600\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("max_ttl = 3600"), "{err}");
+    assert!(
+        err.contains("write a duration as text, such as \"3600s\""),
+        "{err}"
+    );
+}
