@@ -43,10 +43,10 @@ enum Command {
         #[arg(long, env = "TOKEN_AUTHORITY_CONFIG")]
         config: Option<PathBuf>,
         /// Address to listen on, overriding server.listen (port 0 picks a free port).
-        #[arg(long)]
+        #[arg(long, value_parser = socket_addr)]
         listen: Option<SocketAddr>,
         /// Address for the JWKS / OpenID discovery HTTP listener, overriding server.http_listen.
-        #[arg(long)]
+        #[arg(long, value_parser = socket_addr)]
         http_listen: Option<SocketAddr>,
         /// Directory for generated keys; relative key paths in the config resolve against it.
         #[arg(long, default_value = "./data", env = "TOKEN_AUTHORITY_DATA_DIR")]
@@ -123,6 +123,15 @@ enum ConfigCommand {
         #[arg(long, default_value = "./data", env = "TOKEN_AUTHORITY_DATA_DIR")]
         data_dir: PathBuf,
     },
+}
+
+/// An `IP:PORT` listen address; the error says what to write instead of a host name.
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not IP:PORT; write an IP address and a port, such as 127.0.0.1:50061 or 0.0.0.0:50061 (host names such as localhost are not resolved)"
+        )
+    })
 }
 
 /// The algorithm names, listed in `--help` and in the error for an unknown one.
@@ -213,17 +222,14 @@ async fn serve(
     // Taken over before anything slow, so an early SIGHUP cannot end the process (its default).
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let started = std::time::Instant::now();
-    let config = Config::load(source, &data_dir)?;
-    tracing::info!(
-        config = %config.origin,
-        load_ms = started.elapsed().as_millis() as u64,
-        "configuration loaded: keys parsed, profiles checked"
-    );
-    let addr = listen.unwrap_or(config.listen);
+    // The addresses come from a check that writes nothing, so a second `serve` on a busy port
+    // fails before it creates key files beside the first one's.
+    let checked = Config::check(source.clone(), &data_dir)?;
+    let addr = listen.unwrap_or(checked.listen);
     let grpc = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let http = match http_listen.or(config.http_listen) {
+    let http = match http_listen.or(checked.http_listen) {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -231,6 +237,12 @@ async fn serve(
         ),
         None => None,
     };
+    let config = Config::load(source, &data_dir)?;
+    tracing::info!(
+        config = %config.origin,
+        load_ms = started.elapsed().as_millis() as u64,
+        "configuration loaded: keys parsed, profiles checked"
+    );
     let server = server::Server::new(config, Arc::new(SystemClock))?;
     tokio::spawn(reload_on_sighup(hangups, server.live()));
     server

@@ -7,6 +7,8 @@
 //! - `GET {issuer path}/.well-known/openid-configuration` and `{issuer path}/.well-known/jwks.json`
 //!   for profiles whose issuer is an http(s) URL, as OpenID Connect Discovery 1.0 §4 places them.
 //!
+//! - `GET /metrics`: Prometheus metrics (see [`crate::api::metrics`]).
+//!
 //! Every document carries `Cache-Control: max-age` (server.jwks_cache) and a strong `ETag`,
 //! and answers `If-None-Match` with 304. Documents are built per request from the live
 //! snapshot, so a key appears and disappears exactly on its schedule.
@@ -23,6 +25,7 @@ use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 use crate::api::error::{UnknownProfile, shown};
+use crate::api::metrics::Metrics;
 use crate::core::jwks;
 use crate::core::profile::Profile;
 use crate::state::live::{Live, Snapshot};
@@ -30,9 +33,11 @@ use crate::state::live::{Live, Snapshot};
 const DISCOVERY: &str = "/.well-known/openid-configuration";
 const JWKS: &str = "/.well-known/jwks.json";
 
-/// Serves the JWKS and discovery documents on `listener` until `shutdown` completes.
+/// Serves the JWKS and discovery documents and the metrics on `listener` until `shutdown`
+/// completes.
 pub async fn serve(
     live: Arc<Live>,
+    metrics: Arc<Metrics>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -42,13 +47,16 @@ pub async fn serve(
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(live))
+    axum::serve(listener, router(live, metrics))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
 /// The routes; see the module docs.
-pub fn router(live: Arc<Live>) -> Router {
+pub fn router(live: Arc<Live>, metrics: Arc<Metrics>) -> Router {
+    let metrics = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(metrics);
     Router::new()
         .route(JWKS, get(all_keys))
         .route("/profiles/{name}/jwks.json", get(profile_keys))
@@ -58,6 +66,24 @@ pub fn router(live: Arc<Live>) -> Router {
         )
         .fallback(get(by_issuer_path))
         .with_state(live)
+        .merge(metrics)
+}
+
+async fn scrape(State(metrics): State<Arc<Metrics>>) -> Response {
+    match metrics.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 async fn all_keys(State(live): State<Arc<Live>>, headers: HeaderMap) -> Response {

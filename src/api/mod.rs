@@ -1,9 +1,10 @@
 //! The wire: the gRPC services, proto ↔ domain conversions, the one error → `Status` mapping,
-//! the HTTP listener for JWKS and discovery, and the server that runs them all.
+//! the HTTP listener for JWKS, discovery and metrics, and the server that runs them all.
 
 pub mod admin;
 pub mod convert;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod service;

@@ -24,6 +24,7 @@ use tonic_health::server::HealthReporter;
 use tonic_reflection::server as reflection;
 
 use crate::api::admin::KeyAdminService;
+use crate::api::metrics::Metrics;
 use crate::api::service::TokenAuthorityService;
 use crate::core::clock::Clock;
 use crate::proto::key_admin_server::KeyAdminServer;
@@ -48,6 +49,7 @@ pub struct Listeners {
 /// A service ready to serve: configuration checked, managed keys on schedule, profiles built.
 pub struct Server {
     live: Arc<Live>,
+    metrics: Arc<Metrics>,
     /// Whether a background task keeps managed keys on schedule (tests call `Live::tick`).
     rotation_task: bool,
     origin: String,
@@ -68,6 +70,7 @@ impl Server {
         }
         let live = Live::start(config, clock)?;
         Ok(Server {
+            metrics: Arc::new(Metrics::new(live.clone())),
             live,
             rotation_task: true,
             origin,
@@ -125,9 +128,11 @@ impl Server {
     /// Every gRPC service this server answers: health, reflection, tokens and key admin.
     fn routes(&self, health: HealthServer<impl Health>) -> anyhow::Result<Router> {
         let (reflection_v1, reflection_v1alpha) = reflection_services(self.admin)?;
-        let token_service =
-            TokenAuthorityServer::new(TokenAuthorityService::new(self.live.clone()))
-                .max_decoding_message_size(self.max_request_bytes);
+        let token_service = TokenAuthorityServer::new(TokenAuthorityService::new(
+            self.live.clone(),
+            self.metrics.clone(),
+        ))
+        .max_decoding_message_size(self.max_request_bytes);
         // Until callers are authenticated, key administration is off unless asked for; off, it
         // still answers, to say so (a bare UNIMPLEMENTED would leave operators guessing).
         let admin_service =
@@ -189,9 +194,10 @@ impl Server {
         });
         let http = http.map(|listener| {
             let live = self.live.clone();
+            let metrics = self.metrics.clone();
             let stop = stopping.clone().cancelled_owned();
             tokio::spawn(async move {
-                if let Err(e) = crate::api::http::serve(live, listener, stop).await {
+                if let Err(e) = crate::api::http::serve(live, metrics, listener, stop).await {
                     tracing::error!(error = %e, "the HTTP listener failed");
                 }
             })

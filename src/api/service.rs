@@ -13,6 +13,7 @@ use crate::api::convert::{
     ttl_from_proto, verified_to_proto,
 };
 use crate::api::error::{ApiError, UnknownProfile, shown};
+use crate::api::metrics::{Metrics, Outcome};
 use crate::core::jwks;
 use crate::core::profile::{self, Profile};
 use crate::core::token::{self, IssueRequest, Refusal, Verified};
@@ -24,14 +25,17 @@ use crate::state::live::{Live, Snapshot};
 /// snapshot from start to end.
 pub struct TokenAuthorityService {
     live: Arc<Live>,
+    metrics: Arc<Metrics>,
     rng: SystemRandom,
 }
 
 impl TokenAuthorityService {
-    /// A service over the live profiles, reading time from their clock.
-    pub fn new(live: Arc<Live>) -> TokenAuthorityService {
+    /// A service over the live profiles, reading time from their clock and counting its calls
+    /// in `metrics`.
+    pub fn new(live: Arc<Live>, metrics: Arc<Metrics>) -> TokenAuthorityService {
         TokenAuthorityService {
             live,
+            metrics,
             rng: SystemRandom::new(),
         }
     }
@@ -120,7 +124,13 @@ impl TokenAuthority for TokenAuthorityService {
         request: Request<proto::IssueRequest>,
     ) -> Result<Response<proto::IssueResponse>, Status> {
         let started = Instant::now();
-        finish(started, self.issue_inner(request.into_inner()))
+        let request = request.into_inner();
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        let result = self.issue_inner(request);
+        let outcome = Outcome::of(&result);
+        self.metrics
+            .observe_call("Issue", profile, outcome, started);
+        finish(started, result)
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Verify", profile = Empty, kid = Empty, alg = Empty, jti = Empty, outcome = Empty, reason = Empty))]
@@ -129,7 +139,13 @@ impl TokenAuthority for TokenAuthorityService {
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let started = Instant::now();
-        finish(started, self.verify_inner(request.into_inner()))
+        let request = request.into_inner();
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        let result = self.verify_inner(request);
+        let outcome = Outcome::of_verify(&result);
+        self.metrics
+            .observe_call("Verify", profile, outcome, started);
+        finish(started, result)
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Jwks", profile = Empty, outcome = Empty, reason = Empty))]
@@ -138,7 +154,12 @@ impl TokenAuthority for TokenAuthorityService {
         request: Request<proto::JwksRequest>,
     ) -> Result<Response<proto::JwksResponse>, Status> {
         let started = Instant::now();
-        finish(started, self.jwks_inner(request.into_inner()))
+        let request = request.into_inner();
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        let result = self.jwks_inner(request);
+        let outcome = Outcome::of(&result);
+        self.metrics.observe_call("Jwks", profile, outcome, started);
+        finish(started, result)
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "LoginUrl", profile = Empty, kid = Empty, alg = Empty, jti = Empty, outcome = Empty, reason = Empty))]
@@ -147,7 +168,13 @@ impl TokenAuthority for TokenAuthorityService {
         request: Request<proto::LoginUrlRequest>,
     ) -> Result<Response<proto::LoginUrlResponse>, Status> {
         let started = Instant::now();
-        finish(started, self.login_url_inner(request.into_inner()))
+        let request = request.into_inner();
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        let result = self.login_url_inner(request);
+        let outcome = Outcome::of(&result);
+        self.metrics
+            .observe_call("LoginUrl", profile, outcome, started);
+        finish(started, result)
     }
 }
 

@@ -76,8 +76,19 @@ fn at(seconds: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
 }
 
-fn span(seconds: u64) -> humantime::FormattedDuration {
-    humantime::format_duration(Duration::from_secs(seconds))
+/// A lifetime as a configuration would write it: `24h`, `90m`, `1h 5m`, never `1day`.
+fn span(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    let parts: Vec<String> = [(h, "h"), (m, "m"), (s, "s")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".to_owned()
+    } else {
+        parts.join(" ")
+    }
 }
 
 /// Key ids joined with commas; `-` for none.
@@ -213,11 +224,13 @@ impl Report<'_> {
             }
             Some(rotation) => self.write_rotation(text, &spec.name, rotation),
         }
-        let _ = writeln!(
-            text,
-            "    verify keys:   {}",
+        // No verify_keys means the profile verifies with the keys it signs with.
+        let verify = if spec.verify_keys.is_empty() {
+            "its signing keys".to_owned()
+        } else {
             ids(&mut spec.verify_keys.iter().map(|k| k.id()))
-        );
+        };
+        let _ = writeln!(text, "    verify keys:   {verify}");
         let _ = writeln!(
             text,
             "    issuer:        {}",
@@ -233,7 +246,7 @@ impl Report<'_> {
         if let Ok(lifetimes) = spec.lifetimes() {
             // The value shown is the one the profile uses; "(default)" says the file left it out.
             let shown = |value: Duration, configured: bool| {
-                let value = humantime::format_duration(value);
+                let value = span(value.as_secs());
                 if configured {
                     value.to_string()
                 } else {

@@ -17,7 +17,7 @@ pub async fn healthcheck(
     service: String,
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let url = service_url(addr);
+    let url = service_url(addr)?;
     let check = async {
         let channel = tonic::transport::Endpoint::from_shared(url.clone())?
             .connect()

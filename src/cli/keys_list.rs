@@ -42,7 +42,7 @@ pub async fn list_keys(options: &ListOptions) -> anyhow::Result<()> {
 /// The service's answer to `ListKeys`; a refusal becomes an error that says what to do.
 async fn ask(options: &ListOptions) -> anyhow::Result<proto::ListKeysResponse> {
     use proto::key_admin_client::KeyAdminClient;
-    let url = service_url(&options.addr);
+    let url = service_url(&options.addr)?;
     let ask = async {
         let channel = tonic::transport::Endpoint::from_shared(url.clone())?
             .connect()

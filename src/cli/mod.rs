@@ -17,13 +17,37 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 
-/// The URL to dial for `--addr`: as given when it names a scheme, plain `http://` otherwise.
-fn service_url(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
+/// The port `--addr` means when it names none: the service's, not HTTP's 80.
+const DEFAULT_PORT: u16 = 50051;
+
+/// The URL to dial for `--addr` (`HOST[:PORT]` or `http://HOST[:PORT]`), with port 50051 when
+/// none is given. `https://` is refused: the service speaks plaintext gRPC, and a check that
+/// silently dropped the TLS it was asked for would report SERVING for the wrong thing.
+fn service_url(addr: &str) -> anyhow::Result<String> {
+    let (scheme, rest) = addr.split_once("://").unwrap_or(("http", addr));
+    match scheme {
+        "http" => {}
+        "https" => anyhow::bail!(
+            "--addr {addr}: https is not supported, since the service serves plaintext gRPC; use HOST:PORT or http://HOST:PORT"
+        ),
+        other => anyhow::bail!(
+            "--addr {addr}: unknown scheme {other:?}; use HOST:PORT or http://HOST:PORT"
+        ),
     }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    anyhow::ensure!(
+        !authority.is_empty(),
+        "--addr {addr}: no host; use HOST:PORT"
+    );
+    // An IPv6 address has colons of its own: only digits after the last one make a port.
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    Ok(if has_port {
+        format!("http://{authority}{path}")
+    } else {
+        format!("http://{authority}:{DEFAULT_PORT}{path}")
+    })
 }
 
 /// What `ask` returns, or an error naming `url` once `timeout` has passed without an answer.
@@ -47,4 +71,29 @@ fn print_report(text: &str) -> anyhow::Result<()> {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write to standard output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_url;
+
+    #[test]
+    fn an_address_without_a_port_means_the_service_port() {
+        assert_eq!(service_url("127.0.0.1").unwrap(), "http://127.0.0.1:50051");
+        assert_eq!(
+            service_url("http://ta.internal").unwrap(),
+            "http://ta.internal:50051"
+        );
+        assert_eq!(service_url("[::1]").unwrap(), "http://[::1]:50051");
+        assert_eq!(service_url("[::1]:7000").unwrap(), "http://[::1]:7000");
+        assert_eq!(service_url("10.0.0.5:80").unwrap(), "http://10.0.0.5:80");
+    }
+
+    #[test]
+    fn https_and_other_schemes_are_refused_rather_than_checked_in_plaintext() {
+        let e = service_url("https://ta.internal:50051").unwrap_err();
+        assert!(e.to_string().contains("https is not supported"), "{e}");
+        assert!(service_url("grpc://ta.internal").is_err());
+        assert!(service_url("").is_err());
+    }
 }

@@ -9,6 +9,7 @@
 //! Managed keys live in their own directories; see [`crate::state::managed`].
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -40,6 +41,13 @@ pub struct ReloadStatus {
     pub attempted_at: Option<SystemTime>,
     /// Why the last attempt failed; empty when it succeeded.
     pub error: Option<String>,
+}
+
+/// How many reloads were applied and how many refused since start, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReloadCounts {
+    pub ok: u64,
+    pub refused: u64,
 }
 
 /// Why an admin action could not be done.
@@ -74,6 +82,8 @@ pub struct Live {
     clock: Arc<dyn Clock>,
     state: tokio::sync::Mutex<State>,
     reload_status: Mutex<ReloadStatus>,
+    reloads_ok: AtomicU64,
+    reloads_refused: AtomicU64,
     wake: tokio::sync::Notify,
 }
 
@@ -94,6 +104,8 @@ impl Live {
             clock,
             state: tokio::sync::Mutex::new(State { config, managed }),
             reload_status: Mutex::new(ReloadStatus::default()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_refused: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
         }))
     }
@@ -114,6 +126,14 @@ impl Live {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Reloads applied and refused since start.
+    pub fn reload_counts(&self) -> ReloadCounts {
+        ReloadCounts {
+            ok: self.reloads_ok.load(Ordering::Relaxed),
+            refused: self.reloads_refused.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs the rotation plan of every managed profile at the clock's now and swaps in a new
@@ -214,6 +234,7 @@ impl Live {
                 state.config = config;
                 state.managed = managed;
                 status.error = None;
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     config = %snapshot.origin,
                     profiles = snapshot.profiles.len(),
@@ -227,6 +248,7 @@ impl Live {
                 let reason = format!("{e:#}");
                 tracing::error!(error = %reason, "reload refused; the previous configuration keeps serving");
                 status.error = Some(reason.clone());
+                self.reloads_refused.fetch_add(1, Ordering::Relaxed);
                 Err(AdminError::Reload(e))
             }
         }

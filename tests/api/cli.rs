@@ -429,9 +429,10 @@ fn config_check_on_a_broken_config_fails_as_serve_does_and_writes_nothing() {
         serve_error.lines().last().unwrap(),
         error.replace(data.path().to_str().unwrap(), copy.path().to_str().unwrap())
     );
+    // `serve` checks the whole configuration before it writes anything, too.
     assert!(
-        copy.path().join("fresh.pem").exists(),
-        "serve itself does generate the key"
+        !copy.path().join("fresh.pem").exists(),
+        "serve wrote a key for a configuration it refused"
     );
 }
 
@@ -487,6 +488,14 @@ fn config_check_on_the_embedded_default_lists_its_profiles_and_leaves_the_data_d
     }
     assert!(listing.contains("listen:"), "{listing}");
     assert!(listing.contains("admin:"), "{listing}");
+    // Lifetimes read as the file writes them, and no profile seems to verify with nothing.
+    assert!(listing.contains("rotate_every 24h,"), "{listing}");
+    assert!(!listing.contains("1day"), "{listing}");
+    assert!(!listing.contains("verify keys:   -"), "{listing}");
+    assert!(
+        listing.contains("verify keys:   its signing keys"),
+        "{listing}"
+    );
     assert!(tree(data.path()).is_empty(), "{:?}", tree(data.path()));
 }
 
@@ -599,5 +608,84 @@ async fn keys_list_against_a_server_without_admin_says_how_to_enable_it() {
     assert!(
         message.contains("admin service is disabled") && message.contains("admin = true"),
         "{message}"
+    );
+}
+
+#[test]
+fn serve_on_a_busy_port_fails_before_writing_any_key() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let out = run(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--http-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !data_dir.exists() || tree(&data_dir).is_empty(),
+        "{:?}",
+        tree(&data_dir)
+    );
+}
+
+#[test]
+fn serve_with_a_host_name_for_listen_says_to_write_an_ip_address() {
+    let out = run(&["serve", "--listen", "localhost:50061"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("is not IP:PORT"), "{err}");
+    assert!(
+        err.contains("host names such as localhost are not resolved"),
+        "{err}"
+    );
+}
+
+#[test]
+fn healthcheck_refuses_https_instead_of_checking_in_plaintext() {
+    let out = run(&["healthcheck", "--addr", "https://127.0.0.1:50051"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("https is not supported"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+}
+
+#[test]
+fn config_check_on_a_bare_number_for_a_lifetime_says_how_to_write_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[keys]]\nid = \"k\"\nalgorithm = \"HS256\"\nsecret_file = \"k.secret\"\ngenerate = true\n\n\
+         [profiles.default]\nsigning_key = \"k\"\nmax_ttl = 3600\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("max_ttl = 3600"), "{err}");
+    assert!(
+        err.contains("write a duration as text, such as \"3600s\""),
+        "{err}"
     );
 }

@@ -110,10 +110,12 @@ async fn issue_refuses_claims_the_service_owns_naming_the_claim() {
 }
 
 #[tokio::test]
-async fn issue_refuses_an_empty_or_oversized_subject() {
+async fn issue_refuses_an_empty_blank_or_oversized_subject() {
     let app = spawn_app().await;
     let status = app.issue_status(request("default", "")).await;
     assert_status(&status, Code::InvalidArgument, "subject");
+    let status = app.issue_status(request("default", " \t  ")).await;
+    assert_status(&status, Code::InvalidArgument, "subject: must not be empty");
 
     let long = "x".repeat(1025);
     let status = app.issue_status(request("default", &long)).await;

@@ -13,6 +13,7 @@ mod key_files;
 mod layering;
 mod login_url;
 mod managed;
+mod metrics;
 mod operations;
 mod reload;
 mod vectors;

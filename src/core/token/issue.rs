@@ -91,9 +91,10 @@ fn check_request(profile: &Profile, request: IssueRequest) -> Result<Checked, Is
     })
 }
 
-/// The subject is neither empty nor longer than [`MAX_SUBJECT_BYTES`].
+/// The subject is neither empty (nor only whitespace) nor longer than [`MAX_SUBJECT_BYTES`].
 fn check_subject(subject: &str) -> Result<(), IssueError> {
-    if subject.is_empty() {
+    // A subject of spaces names nobody, just as an empty one does.
+    if subject.trim().is_empty() {
         return Err(IssueError::EmptySubject);
     }
     if subject.len() > MAX_SUBJECT_BYTES {

@@ -58,7 +58,7 @@ pub enum IssueError {
     KeyWindow { key_id: KeyId },
     #[error("profile {profile:?} is verify-only: it has no signing_key")]
     VerifyOnly { profile: ProfileName },
-    #[error("subject: must not be empty")]
+    #[error("subject: must not be empty or only whitespace")]
     EmptySubject,
     #[error("subject: is {0} bytes; at most 1024 are allowed")]
     SubjectTooLong(usize),

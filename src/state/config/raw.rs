@@ -101,9 +101,13 @@ pub(super) struct RawProfile {
     pub audience: Vec<String>,
     #[serde(default)]
     pub allow_audience_override: bool,
+    #[serde(default, deserialize_with = "duration_text")]
     pub ttl: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     pub max_ttl: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     pub login_ttl: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     pub leeway: Option<String>,
     pub subject_claim: Option<String>,
     #[serde(default)]
@@ -114,4 +118,26 @@ pub(super) struct RawProfile {
     #[serde(default)]
     pub allowed_next_origins: Vec<String>,
     pub max_token_bytes: Option<usize>,
+}
+
+/// A duration setting as text (`"5m"`); a bare number is refused with the text to write, since
+/// its unit would be a guess.
+fn duration_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Setting {
+        Text(String),
+        Number(i64),
+        Other(serde::de::IgnoredAny),
+    }
+    match Option::<Setting>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Setting::Text(text)) => Ok(Some(text)),
+        Some(Setting::Number(n)) => Err(serde::de::Error::custom(format!(
+            "{n} is a bare number; write a duration as text, such as \"{n}s\" (or \"30s\", \"5m\", \"24h\")"
+        ))),
+        Some(Setting::Other(_)) => Err(serde::de::Error::custom(
+            "must be a duration as text, such as \"30s\", \"5m\" or \"24h\"",
+        )),
+    }
 }
