@@ -25,7 +25,6 @@ struct Cli {
     /// Log line format.
     #[arg(
         long,
-        global = true,
         value_enum,
         default_value = "text",
         env = "TOKEN_AUTHORITY_LOG_FORMAT"

@@ -689,3 +689,21 @@ fn config_check_on_a_bare_number_for_a_lifetime_says_how_to_write_it() {
         "{err}"
     );
 }
+
+#[test]
+fn the_log_format_flag_is_listed_once_in_the_top_level_help_not_in_every_command() {
+    let top = stdout(&run(&["--help"]));
+    assert!(top.contains("--log-format"), "{top}");
+    for command in [
+        &["serve", "--help"][..],
+        &["keys", "generate", "--help"],
+        &["config", "check", "--help"],
+    ] {
+        let help = stdout(&run(command));
+        assert!(help.contains("Usage:"), "{help}");
+        assert!(!help.contains("--log-format"), "{command:?}: {help}");
+    }
+    // It still goes before the command, as the README shows.
+    let out = run(&["--log-format", "json", "config", "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

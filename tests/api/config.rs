@@ -459,3 +459,30 @@ async fn the_simplejwt_example_issues_access_and_refresh_tokens_that_never_swap(
         VerifyFailure::ClaimMismatch
     );
 }
+
+#[test]
+fn a_bare_number_for_any_duration_setting_says_how_to_write_it() {
+    let managed = "[profiles.m]\n[profiles.m.rotation]\nalgorithm = \"ES256\"\n";
+    let cases = [
+        (
+            "jwks_cache",
+            format!("[server]\njwks_cache = 300\n{managed}rotate_every = \"1h\"\n"),
+        ),
+        (
+            "drain_timeout",
+            format!("[server]\ndrain_timeout = 10\n{managed}rotate_every = \"1h\"\n"),
+        ),
+        ("rotate_every", format!("{managed}rotate_every = 86400\n")),
+        (
+            "publish_ahead",
+            format!("{managed}rotate_every = \"1h\"\npublish_ahead = 600\n"),
+        ),
+    ];
+    for (field, toml) in cases {
+        let e = start_up_error(&toml);
+        assert_mentions(
+            &e,
+            &["bad.toml", field, "bare number", "write a duration as text"],
+        );
+    }
+}

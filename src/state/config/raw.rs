@@ -24,10 +24,12 @@ pub(super) struct RawServer {
     pub listen: Option<String>,
     #[serde(default)]
     pub http_listen: HttpListen,
+    #[serde(default, deserialize_with = "duration_text")]
     pub jwks_cache: Option<String>,
     #[serde(default)]
     pub admin: bool,
     pub max_request_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "duration_text")]
     pub drain_timeout: Option<String>,
 }
 
@@ -85,7 +87,9 @@ pub(super) enum SecretEncoding {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRotation {
     pub algorithm: String,
+    #[serde(deserialize_with = "required_duration_text")]
     pub rotate_every: String,
+    #[serde(default, deserialize_with = "duration_text")]
     pub publish_ahead: Option<String>,
 }
 
@@ -118,6 +122,12 @@ pub(super) struct RawProfile {
     #[serde(default)]
     pub allowed_next_origins: Vec<String>,
     pub max_token_bytes: Option<usize>,
+}
+
+/// A duration setting that must be given, as text; see [`duration_text`].
+fn required_duration_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    duration_text(deserializer)?
+        .ok_or_else(|| serde::de::Error::custom("must be a duration as text, such as \"24h\""))
 }
 
 /// A duration setting as text (`"5m"`); a bare number is refused with the text to write, since
