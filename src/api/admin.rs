@@ -9,6 +9,7 @@ use tracing::field::Empty;
 
 use crate::api::convert::{profile_keys, system_timestamp};
 use crate::api::error::{ApiError, UnknownProfile, shown};
+use crate::api::metrics::{Metrics, Outcome};
 use crate::api::service::finish;
 use crate::core::keys::KeyId;
 use crate::core::profile::Profile;
@@ -20,6 +21,7 @@ use crate::state::live::Live;
 pub struct KeyAdminService {
     live: Arc<Live>,
     enabled: bool,
+    metrics: Arc<Metrics>,
 }
 
 /// What a caller of a disabled admin service is told.
@@ -28,8 +30,26 @@ const DISABLED: &str = "tokenauthority.v1.KeyAdmin is disabled on this server: i
 impl KeyAdminService {
     /// Administers the live profiles; when not `enabled`, every call is refused with
     /// UNIMPLEMENTED and a message saying how to enable it.
-    pub fn new(live: Arc<Live>, enabled: bool) -> KeyAdminService {
-        KeyAdminService { live, enabled }
+    pub fn new(live: Arc<Live>, enabled: bool, metrics: Arc<Metrics>) -> KeyAdminService {
+        KeyAdminService {
+            live,
+            enabled,
+            metrics,
+        }
+    }
+
+    /// Counts the call, then answers it. ListKeys and Reload span every profile, so their
+    /// profile label is empty.
+    fn counted<T>(
+        &self,
+        rpc: &'static str,
+        profile: String,
+        started: Instant,
+        result: Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        self.metrics
+            .observe_call(rpc, profile, Outcome::of(&result), started);
+        finish(started, result)
     }
 
     fn check_enabled(&self) -> Result<(), Status> {
@@ -106,7 +126,8 @@ impl KeyAdmin for KeyAdminService {
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
         self.check_enabled()?;
         let started = Instant::now();
-        finish(started, self.list_inner(request.into_inner()))
+        let result = self.list_inner(request.into_inner());
+        self.counted("ListKeys", String::new(), started, result)
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "RotateKey", profile = Empty, kid = Empty, outcome = Empty, reason = Empty))]
@@ -116,7 +137,10 @@ impl KeyAdmin for KeyAdminService {
     ) -> Result<Response<proto::RotateKeyResponse>, Status> {
         self.check_enabled()?;
         let started = Instant::now();
-        finish(started, self.rotate_inner(request.into_inner()).await)
+        let request = request.into_inner();
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        let result = self.rotate_inner(request).await;
+        self.counted("RotateKey", profile, started, result)
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Reload", outcome = Empty, reason = Empty))]
@@ -126,6 +150,7 @@ impl KeyAdmin for KeyAdminService {
     ) -> Result<Response<proto::ReloadResponse>, Status> {
         self.check_enabled()?;
         let started = Instant::now();
-        finish(started, self.reload_inner().await)
+        let result = self.reload_inner().await;
+        self.counted("Reload", String::new(), started, result)
     }
 }

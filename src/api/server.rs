@@ -135,9 +135,12 @@ impl Server {
         .max_decoding_message_size(self.max_request_bytes);
         // Until callers are authenticated, key administration is off unless asked for; off, it
         // still answers, to say so (a bare UNIMPLEMENTED would leave operators guessing).
-        let admin_service =
-            KeyAdminServer::new(KeyAdminService::new(self.live.clone(), self.admin))
-                .max_decoding_message_size(self.max_request_bytes);
+        let admin_service = KeyAdminServer::new(KeyAdminService::new(
+            self.live.clone(),
+            self.admin,
+            self.metrics.clone(),
+        ))
+        .max_decoding_message_size(self.max_request_bytes);
         Ok(tonic::transport::Server::builder()
             .add_service(health)
             .add_service(reflection_v1)

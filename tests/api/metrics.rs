@@ -259,4 +259,10 @@ async fn metrics_show_key_states_the_rotation_deadlines_and_reloads() {
     };
     assert_eq!(reloads("ok"), Some(1.0));
     assert_eq!(reloads("refused"), Some(1.0));
+    // The admin calls themselves are counted like any other RPC.
+    assert_eq!(calls(&samples, "Reload", "", "ok", ""), 1.0);
+    assert_eq!(
+        calls(&samples, "Reload", "", "error", "failed_precondition"),
+        1.0
+    );
 }
