@@ -26,8 +26,12 @@ fn hs256(header: &str, payload: &str) -> String {
     hs256_raw(header, payload, HS256_SECRET)
 }
 
-fn fresh_payload() -> String {
-    json!({"sub": "alice", "iat": now(), "exp": now() + 60}).to_string()
+/// Claims issued now by the server's own clock (stopped at spawn), valid for a minute. Stamped
+/// with the wall clock instead, a second boundary between spawn and this call would make the
+/// token "issued in the future" for the server.
+fn fresh_payload(app: &TestApp) -> String {
+    let now = app.unix_now();
+    json!({"sub": "alice", "iat": now, "exp": now + 60}).to_string()
 }
 
 const KID_HEADER: &str = r#"{"alg":"HS256","typ":"JWT","kid":"hs256-key"}"#;
@@ -56,9 +60,11 @@ async fn verify_refuses_a_tampered_payload() {
     let app = spawn_app().await;
     let token = app.issue("hs256", "alice").await.token;
     let parts: Vec<&str> = token.split('.').collect();
-    let forged = b64(json!({"sub": "mallory", "iat": now(), "exp": now() + 3600})
-        .to_string()
-        .as_bytes());
+    let forged = b64(
+        json!({"sub": "mallory", "iat": app.unix_now(), "exp": app.unix_now() + 3600})
+            .to_string()
+            .as_bytes(),
+    );
     let tampered = format!("{}.{}.{}", parts[0], forged, parts[2]);
     assert_refused(
         &app.verify("hs256", &tampered).await,
@@ -92,7 +98,7 @@ async fn verify_refuses_an_unsigned_alg_none_token() {
     let app = spawn_app().await;
     for alg in ["none", "None", "NONE"] {
         let header = b64(json!({"alg": alg, "typ": "JWT"}).to_string().as_bytes());
-        let token = format!("{header}.{}.", b64(fresh_payload().as_bytes()));
+        let token = format!("{header}.{}.", b64(fresh_payload(&app).as_bytes()));
         assert_refused(
             &app.verify("hs256", &token).await,
             VerifyFailure::AlgorithmNotAllowed,
@@ -112,7 +118,11 @@ async fn verify_refuses_hs256_signed_with_the_rsa_public_key_as_secret() {
             Some(kid) => json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
             None => json!({"alg": "HS256", "typ": "JWT"}),
         };
-        let token = hs256_raw(&header.to_string(), &fresh_payload(), public_pem.as_bytes());
+        let token = hs256_raw(
+            &header.to_string(),
+            &fresh_payload(&app),
+            public_pem.as_bytes(),
+        );
         assert_refused(
             &app.verify("rs256", &token).await,
             VerifyFailure::AlgorithmNotAllowed,
@@ -161,14 +171,18 @@ async fn verify_allows_the_profile_leeway_and_no_more() {
 #[tokio::test]
 async fn verify_refuses_a_token_that_is_not_yet_valid() {
     let app = spawn_app().await;
-    let nbf_later = json!({"sub": "alice", "nbf": now() + 120, "exp": now() + 600}).to_string();
+    let nbf_later =
+        json!({"sub": "alice", "nbf": app.unix_now() + 120, "exp": app.unix_now() + 600})
+            .to_string();
     assert_refused(
         &app.verify("hs256", &hs256(KID_HEADER, &nbf_later)).await,
         VerifyFailure::NotYetValid,
         "not valid",
     );
 
-    let issued_later = json!({"sub": "alice", "iat": now() + 120, "exp": now() + 600}).to_string();
+    let issued_later =
+        json!({"sub": "alice", "iat": app.unix_now() + 120, "exp": app.unix_now() + 600})
+            .to_string();
     assert_refused(
         &app.verify("hs256", &hs256(KID_HEADER, &issued_later)).await,
         VerifyFailure::NotYetValid,
@@ -189,7 +203,7 @@ async fn verify_refuses_a_token_without_exp() {
     let app = spawn_app().await;
     let token = hs256(
         KID_HEADER,
-        &json!({"sub": "alice", "iat": now()}).to_string(),
+        &json!({"sub": "alice", "iat": app.unix_now()}).to_string(),
     );
     assert_refused(
         &app.verify("hs256", &token).await,
@@ -229,7 +243,7 @@ async fn verify_checks_the_audience_from_the_profile_or_the_request() {
     let token = |aud: serde_json::Value| {
         hs256(
             KID_HEADER,
-            &json!({"sub": "alice", "exp": now() + 60, "aud": aud}).to_string(),
+            &json!({"sub": "alice", "exp": app.unix_now() + 60, "aud": aud}).to_string(),
         )
     };
     // Profile "override" expects "default-audience".
@@ -263,7 +277,7 @@ async fn verify_checks_the_audience_from_the_profile_or_the_request() {
     // No aud where one is expected; an aud where none is expected.
     let no_aud = hs256(
         KID_HEADER,
-        &json!({"sub": "alice", "exp": now() + 60}).to_string(),
+        &json!({"sub": "alice", "exp": app.unix_now() + 60}).to_string(),
     );
     assert_refused(
         &app.verify("override", &no_aud).await,
@@ -282,7 +296,7 @@ async fn verify_refuses_an_unknown_kid() {
     let app = spawn_app().await;
     let token = hs256(
         r#"{"alg":"HS256","typ":"JWT","kid":"who-knows"}"#,
-        &fresh_payload(),
+        &fresh_payload(&app),
     );
     assert_refused(
         &app.verify("hs256", &token).await,
@@ -292,7 +306,7 @@ async fn verify_refuses_an_unknown_kid() {
     // A kid of another profile's key is unknown here too.
     let token = hs256(
         r#"{"alg":"HS256","typ":"JWT","kid":"hs256-second"}"#,
-        &fresh_payload(),
+        &fresh_payload(&app),
     );
     assert_refused(
         &app.verify("hs256", &token).await,
@@ -304,7 +318,7 @@ async fn verify_refuses_an_unknown_kid() {
 #[tokio::test]
 async fn verify_needs_a_kid_when_the_profile_has_several_keys() {
     let app = spawn_app().await;
-    let no_kid = hs256(r#"{"alg":"HS256","typ":"JWT"}"#, &fresh_payload());
+    let no_kid = hs256(r#"{"alg":"HS256","typ":"JWT"}"#, &fresh_payload(&app));
     assert_refused(
         &app.verify("two-keys", &no_kid).await,
         VerifyFailure::UnknownKey,
@@ -315,14 +329,14 @@ async fn verify_needs_a_kid_when_the_profile_has_several_keys() {
     // Each of several keys verifies the tokens that name it.
     let second = hs256_raw(
         r#"{"alg":"HS256","typ":"JWT","kid":"hs256-second"}"#,
-        &fresh_payload(),
+        &fresh_payload(&app),
         SECOND_SECRET.as_bytes(),
     );
     let answer = app.verify("two-keys", &second).await;
     assert!(answer.valid, "{}", answer.detail);
     assert_eq!(answer.key_id, "hs256-second");
     assert!(
-        app.verify("two-keys", &hs256(KID_HEADER, &fresh_payload()))
+        app.verify("two-keys", &hs256(KID_HEADER, &fresh_payload(&app)))
             .await
             .valid
     );
@@ -331,7 +345,7 @@ async fn verify_needs_a_kid_when_the_profile_has_several_keys() {
 #[tokio::test]
 async fn verify_refuses_a_token_missing_a_required_claim() {
     let app = spawn_app().await;
-    let payload = json!({"sub": "alice", "exp": now() + 60});
+    let payload = json!({"sub": "alice", "exp": app.unix_now() + 60});
     let token = hs256_raw(
         r#"{"alg":"HS256","kid":"hs256-key"}"#,
         &payload.to_string(),
@@ -417,7 +431,8 @@ async fn verify_refuses_a_crit_header_even_when_signed() {
         r#"{"alg":"HS256","kid":"hs256-key","b64":false,"crit":["b64"]}"#,
     ] {
         assert_refused(
-            &app.verify("hs256", &hs256(header, &fresh_payload())).await,
+            &app.verify("hs256", &hs256(header, &fresh_payload(&app)))
+                .await,
             VerifyFailure::Malformed,
             "crit",
         );
@@ -436,7 +451,7 @@ async fn verify_ignores_jku_x5u_jwk_and_x5c_headers_and_uses_only_configured_key
     });
     let token = hs256_raw(
         &header.to_string(),
-        &fresh_payload(),
+        &fresh_payload(&app),
         b"attacker-secret-attacker-secret-",
     );
     assert_refused(
@@ -501,12 +516,15 @@ async fn verify_refuses_duplicate_members_in_header_or_claims() {
     let app = spawn_app().await;
     let dup_header = r#"{"alg":"HS256","kid":"hs256-key","kid":"hs256-key"}"#;
     assert_refused(
-        &app.verify("hs256", &hs256(dup_header, &fresh_payload()))
+        &app.verify("hs256", &hs256(dup_header, &fresh_payload(&app)))
             .await,
         VerifyFailure::Malformed,
         "duplicate",
     );
-    let dup_claims = format!(r#"{{"sub":"alice","sub":"mallory","exp":{}}}"#, now() + 60);
+    let dup_claims = format!(
+        r#"{{"sub":"alice","sub":"mallory","exp":{}}}"#,
+        app.unix_now() + 60
+    );
     assert_refused(
         &app.verify("hs256", &hs256(KID_HEADER, &dup_claims)).await,
         VerifyFailure::Malformed,
@@ -514,7 +532,7 @@ async fn verify_refuses_duplicate_members_in_header_or_claims() {
     );
     let nested = format!(
         r#"{{"sub":"alice","exp":{},"org":{{"id":1,"id":2}}}}"#,
-        now() + 60
+        app.unix_now() + 60
     );
     assert_refused(
         &app.verify("hs256", &hs256(KID_HEADER, &nested)).await,
@@ -526,7 +544,7 @@ async fn verify_refuses_duplicate_members_in_header_or_claims() {
 #[tokio::test]
 async fn verify_refuses_registered_claims_of_the_wrong_json_type() {
     let app = spawn_app().await;
-    let exp = now() + 60;
+    let exp = app.unix_now() + 60;
     let cases = [
         (json!({"sub": "alice", "exp": exp.to_string()}), "exp"),
         (json!({"sub": "alice", "exp": exp, "nbf": "0"}), "nbf"),
