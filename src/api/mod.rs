@@ -6,5 +6,6 @@ pub mod convert;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod peer;
 pub mod server;
 pub mod service;
