@@ -110,6 +110,10 @@ impl Server {
         let routes = self.routes(health_service)?;
 
         self.log_ready_profiles();
+        // Federated profiles try their first fetch before the service answers, each for at most
+        // its jwks_timeout; one that fails still serves, refusing tokens with the reason until a
+        // later fetch succeeds, so one issuer being down never keeps the service from starting.
+        self.live.refresh_remote_keys().await;
         // Keys are loaded and profiles built, so the service can answer from here on.
         set_health(&health, ServingStatus::Serving, self.served_names()).await;
         self.log_listening(addr, http_addr);

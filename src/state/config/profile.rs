@@ -3,6 +3,7 @@
 //! lives in [`Profile::new`]; this file only translates and adds the field to the message.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::core::profile::{
     SigningWindow,
 };
 use crate::core::rotation::{KeyTimes, RotationSpec};
+use crate::state::federated::{self, Location, RemoteSettings};
 
 /// A managed profile keeps at most this many keys published ahead of the active one.
 const MAX_KEYS_AHEAD: u64 = 16;
@@ -32,8 +34,15 @@ pub(super) fn build(
     store: &KeyStore,
     windows: &HashMap<KeyId, SigningWindow>,
     jwks_cache: Duration,
+    data_dir: &Path,
 ) -> anyhow::Result<ProfileTemplate> {
     let name = ProfileName::parse(name)?;
+    let algorithms = raw
+        .algorithms
+        .iter()
+        .map(|a| a.parse::<Algorithm>().context("algorithms"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let remote = remote_settings(&raw, &algorithms, data_dir)?;
     let signing_keys = signing_keys(&raw, store, windows)?;
     let verify_keys = raw
         .verify_keys
@@ -67,12 +76,15 @@ pub(super) fn build(
         typ: raw.typ,
         login_url,
         max_token_bytes: raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
+        remote_jwks: remote.as_ref().map(|r| r.location.url().to_string()),
+        algorithms,
     };
     let Some(raw_rotation) = raw.rotation else {
         Profile::new(spec.clone())?;
         return Ok(ProfileTemplate {
             spec,
             rotation: None,
+            remote,
         });
     };
     let lifetimes = spec.lifetimes()?;
@@ -87,6 +99,7 @@ pub(super) fn build(
     let template = ProfileTemplate {
         spec,
         rotation: Some(rotation),
+        remote,
     };
     let always = KeyTimes {
         publish_at: 0,
@@ -96,6 +109,91 @@ pub(super) fn build(
     };
     template.build([(Arc::new(stand_in), always)])?;
     Ok(template)
+}
+
+/// `jwks_url` or `issuer_discovery` with the `jwks_*` settings beside it; `None` for a profile
+/// without remote keys (where a `jwks_*` setting alone is an error).
+fn remote_settings(
+    raw: &RawProfile,
+    algorithms: &[Algorithm],
+    data_dir: &Path,
+) -> anyhow::Result<Option<RemoteSettings>> {
+    let location = match (&raw.jwks_url, raw.issuer_discovery) {
+        (Some(_), true) => bail!("give jwks_url or issuer_discovery = true, not both"),
+        (Some(url), false) => Location::Jwks(RemoteSettings::check_url("jwks_url", url)?),
+        (None, true) => {
+            let Some(issuer) = &raw.issuer else {
+                bail!(
+                    "issuer_discovery = true needs issuer: the discovery document is found under it"
+                );
+            };
+            let document = format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            );
+            Location::Discovery {
+                document: RemoteSettings::check_url("issuer (for issuer_discovery)", &document)?,
+                issuer: issuer.clone(),
+            }
+        }
+        (None, false) => {
+            let set = [
+                ("jwks_ca_file", raw.jwks_ca_file.is_some()),
+                ("jwks_refetch_min", raw.jwks_refetch_min.is_some()),
+                ("jwks_cache_min", raw.jwks_cache_min.is_some()),
+                ("jwks_cache_max", raw.jwks_cache_max.is_some()),
+                ("jwks_stale_max", raw.jwks_stale_max.is_some()),
+                ("jwks_timeout", raw.jwks_timeout.is_some()),
+                ("jwks_max_bytes", raw.jwks_max_bytes.is_some()),
+            ];
+            if let Some((field, _)) = set.iter().find(|(_, given)| *given) {
+                bail!("{field} is set but neither jwks_url nor issuer_discovery is");
+            }
+            return Ok(None);
+        }
+    };
+    let ca_file = raw.jwks_ca_file.as_ref().map(|p| data_dir.join(p));
+    let ca_certs = match &ca_file {
+        Some(path) => federated::read_ca_file(path)?,
+        None => Vec::new(),
+    };
+    let setting = |field: &str, text: &Option<String>, default: Duration| {
+        duration(text.as_deref(), default).with_context(|| field.to_owned())
+    };
+    let settings = RemoteSettings {
+        location,
+        ca_file,
+        ca_certs,
+        refetch_min: setting(
+            "jwks_refetch_min",
+            &raw.jwks_refetch_min,
+            federated::DEFAULT_REFETCH_MIN,
+        )?,
+        cache_min: setting(
+            "jwks_cache_min",
+            &raw.jwks_cache_min,
+            federated::DEFAULT_CACHE_MIN,
+        )?,
+        cache_max: setting(
+            "jwks_cache_max",
+            &raw.jwks_cache_max,
+            federated::DEFAULT_CACHE_MAX,
+        )?,
+        stale_max: setting(
+            "jwks_stale_max",
+            &raw.jwks_stale_max,
+            federated::DEFAULT_STALE_MAX,
+        )?,
+        timeout: setting(
+            "jwks_timeout",
+            &raw.jwks_timeout,
+            federated::DEFAULT_TIMEOUT,
+        )?,
+        max_bytes: raw.jwks_max_bytes.unwrap_or(federated::DEFAULT_MAX_BYTES),
+        algorithms: algorithms.to_vec(),
+    };
+    settings.check_bounds()?;
+    Ok(Some(settings))
 }
 
 /// `signing_key`, `signing_keys` or a rotation block (whose keys come later), each configured

@@ -122,6 +122,23 @@ pub(super) struct RawProfile {
     #[serde(default)]
     pub allowed_next_origins: Vec<String>,
     pub max_token_bytes: Option<usize>,
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    pub jwks_url: Option<String>,
+    #[serde(default)]
+    pub issuer_discovery: bool,
+    pub jwks_ca_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub jwks_refetch_min: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub jwks_cache_min: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub jwks_cache_max: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub jwks_stale_max: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub jwks_timeout: Option<String>,
+    pub jwks_max_bytes: Option<usize>,
 }
 
 /// A duration setting that must be given, as text; see [`duration_text`].
