@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod config;
 mod es512;
+mod federated;
 mod helpers;
 mod interop;
 mod issue;
