@@ -22,7 +22,7 @@ use rustls::pki_types::CertificateDer;
 use url::Url;
 
 use crate::core::clock::Clock;
-use crate::core::keys::{Algorithm, Key};
+use crate::core::keys::{Algorithm, JwkForm, JwkSet, Key};
 use crate::core::profile::ProfileName;
 use crate::core::remote::RemoteKeys;
 
@@ -74,7 +74,7 @@ pub struct RemoteSettings {
     pub stale_max: Duration,
     pub timeout: Duration,
     pub max_bytes: usize,
-    /// The profile's algorithms: the one a key without `alg` is bound to, when only one fits.
+    /// The profile's algorithms: a remote key bound to any other is skipped when fetched.
     pub algorithms: Vec<Algorithm>,
 }
 
@@ -558,14 +558,38 @@ pub fn max_age(cache_control: &str) -> Option<u64> {
     found
 }
 
-/// A JWK Set's keys that can verify for `algorithms`, and why others were skipped. A set that
-/// is not JSON, has no `keys` array or no usable key is refused whole.
+/// A JWK Set's public keys that verify with one of `algorithms`, and why the other entries
+/// were skipped. A set that is not a JWK Set, or has no key of those algorithms, is refused
+/// whole, so it never replaces a good one.
 fn parse_set(
     body: &[u8],
     algorithms: &[Algorithm],
 ) -> Result<(Vec<Arc<Key>>, Vec<String>), String> {
-    let _ = (body, algorithms);
-    Err("JWK parsing is not available".to_owned())
+    let text = std::str::from_utf8(body).map_err(|_| "the answer is not UTF-8".to_owned())?;
+    let set = JwkSet::parse(text, JwkForm::Public).map_err(|e| e.to_string())?;
+    let mut skipped: Vec<String> = set.refused.iter().map(ToString::to_string).collect();
+    let mut keys = Vec::new();
+    for key in set.keys {
+        if algorithms.contains(&key.algorithm()) {
+            keys.push(Arc::new(key));
+        } else {
+            skipped.push(format!(
+                "kid {:?}: {} is not among the profile's algorithms",
+                key.id().as_str(),
+                key.algorithm()
+            ));
+        }
+    }
+    if keys.is_empty() {
+        let first = skipped
+            .first()
+            .map_or(String::new(), |why| format!(" (first: {why})"));
+        return Err(format!(
+            "it holds no key of the profile's algorithms; {} entries skipped{first}",
+            skipped.len()
+        ));
+    }
+    Ok((keys, skipped))
 }
 
 /// `e` and its sources, joined: reqwest's own message alone omits the TLS or IO reason.
