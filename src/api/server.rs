@@ -172,6 +172,7 @@ impl Server {
                 signing_key = profile.signer_at(now).map_or("(none now)", |s| s.key().id().as_str()),
                 managed = profile.signers().iter().any(|s| s.is_managed()),
                 verify_keys = %verify.join(","),
+                remote_jwks = profile.remote_jwks().unwrap_or("-"),
                 login_url = profile.has_login_url(),
                 "profile ready"
             );

@@ -284,10 +284,12 @@ impl RemoteJwks {
         let now = self.clock.unix_seconds();
         let cache = self.lock();
         let url = self.settings.location.url().as_str();
-        let last_error = cache
-            .last_error
-            .as_deref()
-            .map_or(String::new(), |e| format!(" (last error: {e})"));
+        let last_error = || {
+            cache
+                .last_error
+                .as_deref()
+                .map_or(String::new(), |e| format!(" (last error: {e})"))
+        };
         match &cache.good {
             Some((keys, _, expires_at))
                 if now < expires_at.saturating_add(self.settings.stale_max.as_secs()) =>
@@ -297,10 +299,11 @@ impl RemoteJwks {
             Some((_, fetched_at, expires_at)) => Arc::new(RemoteKeys::unavailable(
                 url,
                 format!(
-                    "the last good set was fetched {}s ago, expired {}s ago and jwks_stale_max is {}{last_error}",
+                    "the last good set was fetched {}s ago, expired {}s ago and jwks_stale_max is {}{}",
                     now.saturating_sub(*fetched_at),
                     now.saturating_sub(*expires_at),
-                    humantime::format_duration(self.settings.stale_max)
+                    humantime::format_duration(self.settings.stale_max),
+                    last_error()
                 ),
             )),
             None if cache.last_attempt.is_none() => {
@@ -308,7 +311,7 @@ impl RemoteJwks {
             }
             None => Arc::new(RemoteKeys::unavailable(
                 url,
-                format!("no fetch has succeeded yet{last_error}"),
+                format!("no fetch has succeeded yet{}", last_error()),
             )),
         }
     }

@@ -725,3 +725,42 @@ fn federated_settings_that_do_not_hold_together_fail_start_up_naming_profile_and
         assert!(error.contains(reason), "{error:?} should say {reason:?}");
     }
 }
+
+#[tokio::test]
+async fn entries_the_profile_cannot_use_are_skipped_and_the_others_verify() {
+    let key = es256("sig-key");
+    let mut encryption = es256_jwk(&es256("enc-key"));
+    encryption["use"] = json!("enc");
+    encryption.as_object_mut().unwrap().remove("alg");
+    let rsa_without_alg =
+        json!({ "kty": "RSA", "kid": "rsa-no-alg", "n": b64(&[0xc5; 256]), "e": "AQAB" });
+    let server = JwksServer::start(vec![encryption, rsa_without_alg, es256_jwk(&key)]).await;
+    let app = spawn_app_with(&federated_config(&server, "")).await;
+
+    assert_valid(&app.verify("partner", &sign(&key, &app)).await);
+    let logs = captured_logs();
+    assert!(logs.contains("remote key skipped"), "{logs}");
+    assert!(
+        logs.contains("enc-key") && logs.contains("rsa-no-alg"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_cached_set_unless_its_settings_change() {
+    let key = es256("k1");
+    let server = JwksServer::start(vec![es256_jwk(&key)]).await;
+    let config = federated_config(&server, "");
+    let app = crate::helpers::spawn_app_from_file(&config).await;
+    serving(&app, &key).await;
+
+    app.live.reload().await.unwrap();
+    assert_valid(&app.verify("partner", &sign(&key, &app)).await);
+    assert_eq!(server.requests(), 1, "an unchanged profile keeps its set");
+
+    let changed = config.replace("jwks_timeout = \"1s\"", "jwks_timeout = \"2s\"");
+    std::fs::write(app.data_dir.path().join("config.toml"), changed).unwrap();
+    app.live.reload().await.unwrap();
+    assert_valid(&app.verify("partner", &sign(&key, &app)).await);
+    assert_eq!(server.requests(), 2, "changed settings start a new set");
+}
