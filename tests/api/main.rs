@@ -8,6 +8,7 @@ mod es512;
 mod helpers;
 mod interop;
 mod issue;
+mod jwk;
 mod jwks;
 mod key_files;
 mod layering;

@@ -171,8 +171,15 @@ impl Config {
         }
         let mut profiles = Vec::new();
         for (name, raw_profile) in raw.profiles {
-            let template = profile::build(&name, raw_profile, &keys, &windows, server.jwks_cache)
-                .with_context(|| format!("{origin}: profile {name:?}"))?;
+            let template = profile::build(
+                &name,
+                raw_profile,
+                &keys,
+                &windows,
+                server.jwks_cache,
+                data_dir,
+            )
+            .with_context(|| format!("{origin}: profile {name:?}"))?;
             profiles.push(template);
         }
         warn_unused_keys(&keys, &profiles, &origin);
@@ -254,7 +261,7 @@ fn load_keys(
     let mut windows = HashMap::new();
     let mut would_generate = Vec::new();
     for raw_key in &raw.keys {
-        let in_key = || format!("{origin}: key {:?}", raw_key.id);
+        let in_key = || format!("{origin}: key {}", raw_key.label());
         let window = key::window(raw_key).with_context(in_key)?;
         let loaded = key::load(raw_key, data_dir, writes).with_context(in_key)?;
         let id = loaded.key.id().clone();
