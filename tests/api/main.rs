@@ -17,5 +17,6 @@ mod managed;
 mod metrics;
 mod operations;
 mod reload;
+mod relying_party;
 mod vectors;
 mod verify;
