@@ -264,7 +264,7 @@ fn load_keys(
     let mut windows = HashMap::new();
     let mut would_generate = Vec::new();
     for raw_key in &raw.keys {
-        let in_key = || format!("{origin}: key {:?}", raw_key.id);
+        let in_key = || format!("{origin}: key {}", raw_key.label());
         let window = key::window(raw_key).with_context(in_key)?;
         let loaded = key::load(raw_key, data_dir, writes).with_context(in_key)?;
         let id = loaded.key.id().clone();

@@ -13,7 +13,7 @@ use ring::rand::SystemRandom;
 use super::raw::{RawProfile, RawRotation};
 use super::{ProfileTemplate, duration, listed};
 use crate::core::clock::whole_seconds;
-use crate::core::keys::{self, Algorithm, Key, KeyId, KeyStore};
+use crate::core::keys::{self, Algorithm, JwkForm, JwkSet, Key, KeyId, KeyStore};
 use crate::core::login::LoginUrl;
 use crate::core::profile::{
     DEFAULT_MAX_TOKEN_BYTES, Lifetimes, Profile, ProfileName, ProfileSpec, Schedule, SigningKey,
@@ -44,13 +44,31 @@ pub(super) fn build(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let remote = remote_settings(&raw, &algorithms, data_dir)?;
     let signing_keys = signing_keys(&raw, store, windows)?;
-    let verify_keys = raw
+    let mut verify_keys = raw
         .verify_keys
         .as_deref()
         .unwrap_or_default()
         .iter()
         .map(|id| lookup(store, "verify_keys", id))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(file) = &raw.jwks_file {
+        let path = super::key::resolve(data_dir, file);
+        // Without verify_keys the profile verifies its own tokens, as a profile without a
+        // jwks_file does; the set's keys come on top.
+        if raw.verify_keys.is_none() {
+            verify_keys.extend(signing_keys.iter().map(|s| s.key.clone()));
+        }
+        for key in jwks_file(&path)? {
+            if verify_keys.iter().any(|k| k.id() == key.id()) {
+                bail!(
+                    "jwks_file {}: kid {:?} is already a verify key of this profile; key ids must be unique",
+                    path.display(),
+                    key.id().as_str()
+                );
+            }
+            verify_keys.push(Arc::new(key));
+        }
+    }
     let login_url = raw
         .login_url
         .as_deref()
@@ -224,6 +242,32 @@ fn signing_keys(
             })
         })
         .collect()
+}
+
+/// The usable keys of a JWK Set file (public keys only). Entries the service cannot use are
+/// logged and skipped, as a published set may hold keys for other purposes; a set with no
+/// usable key at all is an error, since the profile would refuse every token from it.
+fn jwks_file(path: &Path) -> anyhow::Result<Vec<Key>> {
+    let place = || format!("jwks_file {}", path.display());
+    let text = std::fs::read(path).with_context(place)?;
+    let text = String::from_utf8(text).map_err(|_| anyhow!("{}: not UTF-8", place()))?;
+    let set = JwkSet::parse(&text, JwkForm::Public).with_context(place)?;
+    for refused in &set.refused {
+        tracing::warn!(path = %path.display(), entry = %refused, "jwks_file entry skipped");
+    }
+    if set.keys.is_empty() {
+        let reasons: Vec<String> = set.refused.iter().map(ToString::to_string).collect();
+        bail!(
+            "{}: no usable key ({})",
+            place(),
+            if reasons.is_empty() {
+                "the set is empty".to_owned()
+            } else {
+                reasons.join("; ")
+            }
+        );
+    }
+    Ok(set.keys)
 }
 
 /// The configured key `id`, or an error naming the field and the keys there are.
