@@ -22,7 +22,7 @@ use rustls::pki_types::CertificateDer;
 use url::Url;
 
 use crate::core::clock::Clock;
-use crate::core::keys::{Algorithm, JwkForm, JwkSet, Key};
+use crate::core::keys::{Algorithm, JwkExpectations, JwkForm, JwkSet, Key, KeyError, KeyFamily};
 use crate::core::profile::ProfileName;
 use crate::core::remote::RemoteKeys;
 
@@ -570,9 +570,30 @@ fn parse_set(
 ) -> Result<(Vec<Arc<Key>>, Vec<String>), String> {
     let text = std::str::from_utf8(body).map_err(|_| "the answer is not UTF-8".to_owned())?;
     let set = JwkSet::parse(text, JwkForm::Public).map_err(|e| e.to_string())?;
-    let mut skipped: Vec<String> = set.refused.iter().map(ToString::to_string).collect();
+    let mut skipped = Vec::new();
+    let mut found = set.keys;
+    let rsa: Vec<Algorithm> = algorithms
+        .iter()
+        .copied()
+        .filter(|a| a.family() == KeyFamily::Rsa)
+        .collect();
+    for refused in &set.refused {
+        // An RSA key without `alg` (Microsoft Entra publishes them) fits several algorithms;
+        // a profile that accepts exactly one RSA algorithm says which it is.
+        match (&refused.reason, rsa.as_slice()) {
+            (KeyError::BadJwk { member, reason }, [alg])
+                if member == "alg" && reason.starts_with("missing") =>
+            {
+                match rsa_entry(text, refused.index, *alg) {
+                    Ok(key) => found.push(key),
+                    Err(e) => skipped.push(format!("{refused}; as {alg}: {e}")),
+                }
+            }
+            _ => skipped.push(refused.to_string()),
+        }
+    }
     let mut keys = Vec::new();
-    for key in set.keys {
+    for key in found {
         if algorithms.contains(&key.algorithm()) {
             keys.push(Arc::new(key));
         } else {
@@ -593,6 +614,24 @@ fn parse_set(
         ));
     }
     Ok((keys, skipped))
+}
+
+/// Entry `index` of a JWK Set read again as a public key of `alg`. The set parser refused it
+/// only for its missing `alg`, after checking its members were unique, so re-encoding it loses
+/// nothing.
+fn rsa_entry(text: &str, index: usize, alg: Algorithm) -> Result<Key, KeyError> {
+    let not_set = || KeyError::NotJwk("the entry could not be read again".into());
+    let set: serde_json::Value = serde_json::from_str(text).map_err(|_| not_set())?;
+    let entry = set
+        .get("keys")
+        .and_then(|k| k.get(index))
+        .ok_or_else(not_set)?;
+    let expect = JwkExpectations {
+        form: JwkForm::Public,
+        kid: None,
+        alg: Some(alg),
+    };
+    Key::from_jwk(&entry.to_string(), &expect)
 }
 
 /// `e` and its sources, joined: reqwest's own message alone omits the TLS or IO reason.

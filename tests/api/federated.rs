@@ -764,3 +764,36 @@ async fn a_reload_keeps_the_cached_set_unless_its_settings_change() {
     assert_valid(&app.verify("partner", &sign(&key, &app)).await);
     assert_eq!(server.requests(), 2, "changed settings start a new set");
 }
+
+#[tokio::test]
+async fn an_rsa_key_without_alg_is_bound_to_the_one_rsa_algorithm_the_profile_accepts() {
+    let rsa = RS256KeyPair::from_pem(&crate::helpers::fixture_text("rsa-2048.pem"))
+        .unwrap()
+        .with_key_id("entra-style");
+    let parts = rsa.public_key().to_components();
+    // As Microsoft Entra publishes its keys: RSA, use sig, no alg.
+    let jwk = json!({
+        "kty": "RSA", "use": "sig", "kid": "entra-style",
+        "n": b64(&parts.n), "e": b64(&parts.e),
+    });
+    let server = JwksServer::start(vec![jwk]).await;
+    let one = federated_config(&server, "").replace("[\"ES256\"]", "[\"RS256\"]");
+    let app = spawn_app_with(&one).await;
+    let answer = app
+        .verify("partner", &rsa.sign(claims_at(app.unix_now())).unwrap())
+        .await;
+    assert_valid(&answer);
+    assert_eq!(answer.algorithm, "RS256");
+
+    // With two RSA algorithms allowed the key's algorithm would be a guess: it is skipped.
+    let two = federated_config(&server, "").replace("[\"ES256\"]", "[\"RS256\", \"PS256\"]");
+    let app = spawn_app_with(&two).await;
+    let answer = app
+        .verify("partner", &rsa.sign(claims_at(app.unix_now())).unwrap())
+        .await;
+    assert_refused(
+        &answer,
+        VerifyFailure::UnknownKey,
+        "no key of the profile's algorithms",
+    );
+}
