@@ -79,8 +79,8 @@ pub struct RemoteSettings {
 }
 
 impl RemoteSettings {
-    /// Refuses an http URL, credentials in a URL and bounds out of order; `field` names the
-    /// setting the URL came from.
+    /// Refuses anything but an https URL with a host and without credentials or a fragment;
+    /// `field` names the setting the URL came from.
     pub fn check_url(field: &str, text: &str) -> anyhow::Result<Url> {
         let url = Url::parse(text).with_context(|| format!("{field}: {text:?} is not a URL"))?;
         if url.scheme() != "https" {
@@ -172,6 +172,19 @@ pub enum FetchError {
     BadDiscovery { url: String, reason: String },
 }
 
+/// What metrics show of one remote key set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteStats {
+    /// Fetches that brought a good set.
+    pub ok: u64,
+    /// Fetches that failed (the previous set, if any, kept serving).
+    pub failed: u64,
+    /// Seconds since the last good set was fetched; `None`: never.
+    pub age: Option<u64>,
+    /// Keys in the last good set.
+    pub keys: usize,
+}
+
 /// A fetched, parsed key set.
 struct Fetched {
     url: Url,
@@ -190,6 +203,8 @@ struct Cache {
     last_error: Option<String>,
     /// Counts attempts, so a caller that waited for another's fetch sees it happened.
     attempts: u64,
+    /// Attempts that failed, for metrics.
+    failures: u64,
     /// The `jwks_uri` discovery last gave; found again when a fetch from it fails.
     discovered: Option<Url>,
 }
@@ -272,6 +287,23 @@ impl RemoteJwks {
     /// The settings this set was made from (a reload keeps the set when they are unchanged).
     pub fn settings(&self) -> &RemoteSettings {
         &self.settings
+    }
+
+    /// Fetch counts and the age of the last good set at `now`, for metrics.
+    pub fn stats(&self, now: u64) -> RemoteStats {
+        let cache = self.lock();
+        RemoteStats {
+            ok: cache.attempts - cache.failures,
+            failed: cache.failures,
+            age: cache
+                .good
+                .as_ref()
+                .map(|(_, fetched_at, _)| now.saturating_sub(*fetched_at)),
+            keys: cache
+                .good
+                .as_ref()
+                .map_or(0, |(keys, _, _)| keys.keys().len()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
@@ -425,6 +457,7 @@ impl RemoteJwks {
                     "no key set yet"
                 };
                 tracing::warn!(profile, error = %message, trigger, "remote key set not fetched; {keeping}");
+                cache.failures += 1;
                 cache.last_error = Some(message);
                 // A set that moved is looked up again through discovery next time.
                 cache.discovered = None;

@@ -455,6 +455,21 @@ async fn while_the_issuer_is_down_the_last_good_set_keeps_verifying() {
     let logs = captured_logs();
     assert!(logs.contains("answered HTTP 503"), "{logs}");
     assert!(logs.contains("the previous set keeps serving"), "{logs}");
+
+    let metrics = reqwest::get(format!("{}/metrics", app.http_base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "token_authority_remote_jwks_fetches_total{profile=\"partner\",result=\"ok\"} 1",
+        "token_authority_remote_jwks_fetches_total{profile=\"partner\",result=\"failed\"} 1",
+        "token_authority_remote_jwks_age_seconds{profile=\"partner\"} 700",
+        "token_authority_remote_jwks_keys{profile=\"partner\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
 
 #[tokio::test]
