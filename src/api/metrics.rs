@@ -250,6 +250,46 @@ impl Collector for LiveCollector {
             }
         }
 
+        let remote: Vec<_> = snapshot
+            .remote
+            .iter()
+            .map(|(name, set)| (name.as_str(), set.stats(now)))
+            .collect();
+        let mut fetches = encoder.encode_descriptor(
+            "remote_jwks_fetches",
+            "Fetches of each federated profile's remote JWK Set by result.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (profile, stats) in &remote {
+            for (result, count) in [("ok", stats.ok), ("failed", stats.failed)] {
+                let family = [("profile", *profile), ("result", result)];
+                ConstCounter::new(count).encode(fetches.encode_family(&family)?)?;
+            }
+        }
+        let mut age = encoder.encode_descriptor(
+            "remote_jwks_age",
+            "Seconds since each federated profile's key set was last fetched good (absent: never).",
+            Some(&prometheus_client::registry::Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for (profile, stats) in &remote {
+            if let Some(secs) = stats.age {
+                ConstGauge::new(secs as i64)
+                    .encode(age.encode_family(&[("profile", *profile)])?)?;
+            }
+        }
+        let mut remote_keys = encoder.encode_descriptor(
+            "remote_jwks_keys",
+            "Keys in each federated profile's last good key set.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (profile, stats) in &remote {
+            ConstGauge::new(stats.keys as i64)
+                .encode(remote_keys.encode_family(&[("profile", *profile)])?)?;
+        }
+
         let counts = self.live.reload_counts();
         let mut reloads = encoder.encode_descriptor(
             "reloads",

@@ -110,6 +110,10 @@ impl Server {
         let routes = self.routes(health_service)?;
 
         self.log_ready_profiles();
+        // Federated profiles try their first fetch before the service answers, each for at most
+        // its jwks_timeout; one that fails still serves, refusing tokens with the reason until a
+        // later fetch succeeds, so one issuer being down never keeps the service from starting.
+        self.live.refresh_remote_keys().await;
         // Keys are loaded and profiles built, so the service can answer from here on.
         set_health(&health, ServingStatus::Serving, self.served_names()).await;
         self.log_listening(addr, http_addr);
@@ -168,6 +172,7 @@ impl Server {
                 signing_key = profile.signer_at(now).map_or("(none now)", |s| s.key().id().as_str()),
                 managed = profile.signers().iter().any(|s| s.is_managed()),
                 verify_keys = %verify.join(","),
+                remote_jwks = profile.remote_jwks().unwrap_or("-"),
                 login_url = profile.has_login_url(),
                 "profile ready"
             );

@@ -16,7 +16,7 @@ use crate::api::error::{ApiError, UnknownProfile, shown};
 use crate::api::metrics::{Metrics, Outcome};
 use crate::core::jwks;
 use crate::core::profile::{self, Profile};
-use crate::core::token::{self, IssueRequest, Refusal, Verified};
+use crate::core::token::{self, Failure, IssueRequest, Refusal, Verified};
 use crate::proto;
 use crate::proto::token_authority_server::TokenAuthority;
 use crate::state::live::{Live, Snapshot};
@@ -71,23 +71,41 @@ impl TokenAuthorityService {
         Ok(issued_to_proto(issued))
     }
 
-    fn verify_inner(&self, req: proto::VerifyRequest) -> Result<proto::VerifyResponse, ApiError> {
-        let snapshot = self.live.current();
+    async fn verify_inner(
+        &self,
+        req: proto::VerifyRequest,
+    ) -> Result<proto::VerifyResponse, ApiError> {
+        // The snapshot is held across the remote fetch below, so it is taken out of its guard.
+        let snapshot = arc_swap::Guard::into_inner(self.live.current());
         let profile = self.profile(&snapshot, &req.profile)?;
         let audience = Some(req.audience.as_str()).filter(|a| !a.is_empty());
+        let remote = snapshot.remote.get(profile.name());
+        let mut result = match remote {
+            Some(set) => {
+                let keys = set.for_verify().await;
+                token::verify_with(profile, Some(&keys), &req.token, audience, self.now())
+            }
+            None => token::verify(profile, &req.token, audience, self.now()),
+        };
+        // An unknown kid may be a key the issuer has just rotated in: fetch again, at most once
+        // per jwks_refetch_min however many such tokens arrive, and verify once more.
+        if let (Err(refusal), Some(set)) = (&result, remote)
+            && refusal.failure == Failure::UnknownKey
+            && let Some(keys) = set.for_unknown_kid().await
+        {
+            result = token::verify_with(profile, Some(&keys), &req.token, audience, self.now());
+        }
         // A refused token is an answer, not an error: both arms answer OK.
-        Ok(
-            match token::verify(profile, &req.token, audience, self.now()) {
-                Ok(verified) => {
-                    record_verified(&verified);
-                    verified_to_proto(verified)
-                }
-                Err(refusal) => {
-                    record_refused(&refusal);
-                    refusal_to_proto(refusal)
-                }
-            },
-        )
+        Ok(match result {
+            Ok(verified) => {
+                record_verified(&verified);
+                verified_to_proto(verified)
+            }
+            Err(refusal) => {
+                record_refused(&refusal);
+                refusal_to_proto(refusal)
+            }
+        })
     }
 
     fn jwks_inner(&self, req: proto::JwksRequest) -> Result<proto::JwksResponse, ApiError> {
@@ -141,7 +159,7 @@ impl TokenAuthority for TokenAuthorityService {
         let started = Instant::now();
         let request = request.into_inner();
         let profile = Metrics::profile_label(&self.live, &request.profile);
-        let result = self.verify_inner(request);
+        let result = self.verify_inner(request).await;
         let outcome = Outcome::of_verify(&result);
         self.metrics
             .observe_call("Verify", profile, outcome, started);

@@ -226,11 +226,24 @@ impl Report<'_> {
         }
         // No verify_keys means the profile verifies with the keys it signs with.
         let verify = if spec.verify_keys.is_empty() {
-            "its signing keys".to_owned()
+            if spec.remote_jwks.is_some() {
+                "-".to_owned()
+            } else {
+                "its signing keys".to_owned()
+            }
         } else {
             ids(&mut spec.verify_keys.iter().map(|k| k.id()))
         };
         let _ = writeln!(text, "    verify keys:   {verify}");
+        if let Some(remote) = &template.remote {
+            let algorithms: Vec<&str> = spec.algorithms.iter().map(|a| a.name()).collect();
+            let _ = writeln!(
+                text,
+                "    remote keys:   {} ({}; fetched when the service starts)",
+                remote.location.url(),
+                algorithms.join(", ")
+            );
+        }
         let _ = writeln!(
             text,
             "    issuer:        {}",

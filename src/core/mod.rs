@@ -3,12 +3,13 @@
 //! types, touches a file or reads the environment; time comes in as an argument or through a
 //! [`clock::Clock`] handed in. `tests/api/layering.rs` keeps it that way.
 //!
-//! Reading order: [`clock`], [`keys`], [`login`], [`rotation`], [`profile`], [`token`], [`jwks`].
+//! Reading order: [`clock`], [`keys`], [`login`], [`rotation`], [`profile`], [`remote`], [`token`], [`jwks`].
 
 pub mod clock;
 pub mod jwks;
 pub mod keys;
 pub mod login;
 pub mod profile;
+pub mod remote;
 pub mod rotation;
 pub mod token;

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::core::clock::whole_seconds;
-use crate::core::keys::{Jwk, Key};
+use crate::core::keys::{Algorithm, Jwk, Key};
 use crate::core::login::LoginUrl;
 use crate::core::rotation::{KeyState, KeyTimes};
 
@@ -187,6 +187,12 @@ pub struct ProfileSpec {
     pub typ: Option<String>,
     pub login_url: Option<LoginUrl>,
     pub max_token_bytes: usize,
+    /// Where a federated profile's remote key set comes from (its JWKS or discovery URL);
+    /// `None` for a profile whose keys are all configured.
+    pub remote_jwks: Option<String>,
+    /// The algorithms Verify accepts; empty: whatever the profile's keys are bound to. A
+    /// federated profile must name them, since it does not choose its keys (RFC 8725 §3.1).
+    pub algorithms: Vec<Algorithm>,
 }
 
 /// Why a profile's configuration does not hold together.
@@ -230,6 +236,26 @@ pub enum ProfileError {
     BadTyp(String),
     #[error("max_token_bytes must be between 256 and 65536, not {0}")]
     BadMaxTokenBytes(usize),
+    #[error(
+        "a profile with remote keys ({0}) is verify-only: remove signing_key/signing_keys/rotation"
+    )]
+    RemoteKeysSign(String),
+    #[error(
+        "a profile with remote keys ({0}) must list the algorithms it accepts, e.g. algorithms = [\"RS256\"]"
+    )]
+    RemoteKeysNeedAlgorithms(String),
+    #[error(
+        "a profile with remote keys ({0}) must set issuer: the remote keys sign for anyone the issuer serves"
+    )]
+    RemoteKeysNeedIssuer(String),
+    #[error(
+        "a profile with remote keys ({0}) must set audience (or allow_audience_override): the issuer signs tokens for other audiences too"
+    )]
+    RemoteKeysNeedAudience(String),
+    #[error("algorithms: {0} is listed twice")]
+    DuplicateAlgorithm(Algorithm),
+    #[error("algorithms: key {key:?} is bound to {algorithm}, which algorithms does not list")]
+    KeyAlgorithmNotListed { key: String, algorithm: Algorithm },
 }
 
 /// A signing key with its resolved times and the header it puts on tokens.
@@ -287,6 +313,8 @@ pub struct Profile {
     pub(crate) typ: Option<String>,
     pub(crate) login_url: Option<LoginUrl>,
     pub(crate) max_token_bytes: usize,
+    pub(crate) remote_jwks: Option<String>,
+    pub(crate) algorithms: Vec<Algorithm>,
 }
 
 impl Profile {
@@ -321,7 +349,19 @@ impl Profile {
             typ: spec.typ,
             login_url: spec.login_url,
             max_token_bytes: spec.max_token_bytes,
+            remote_jwks: spec.remote_jwks,
+            algorithms: spec.algorithms,
         })
+    }
+
+    /// Where the profile's remote key set comes from, for a federated profile.
+    pub fn remote_jwks(&self) -> Option<&str> {
+        self.remote_jwks.as_deref()
+    }
+
+    /// The algorithms Verify accepts; empty: those of the profile's keys.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
     }
 
     /// The profile's name.
@@ -471,9 +511,10 @@ fn check_keys(spec: &ProfileSpec) -> Result<(), ProfileError> {
             });
         }
     }
-    if spec.signing_keys.is_empty() && spec.verify_keys.is_empty() {
+    if spec.signing_keys.is_empty() && spec.verify_keys.is_empty() && spec.remote_jwks.is_none() {
         return Err(ProfileError::NoKeys);
     }
+    check_algorithms(spec)?;
     if !spec.verify_keys.is_empty()
         && let Some(missing) = spec.signing_keys.iter().find(|s| {
             matches!(s.schedule, Schedule::File(_))
@@ -483,6 +524,46 @@ fn check_keys(spec: &ProfileSpec) -> Result<(), ProfileError> {
         return Err(ProfileError::SigningKeyNotVerified(
             missing.key.id().to_string(),
         ));
+    }
+    Ok(())
+}
+
+/// `algorithms` lists each algorithm once and every configured key's; a federated profile is
+/// verify-only and names its algorithms, issuer and audience, since it does not choose its keys.
+fn check_algorithms(spec: &ProfileSpec) -> Result<(), ProfileError> {
+    for (i, alg) in spec.algorithms.iter().enumerate() {
+        if spec.algorithms[..i].contains(alg) {
+            return Err(ProfileError::DuplicateAlgorithm(*alg));
+        }
+    }
+    if !spec.algorithms.is_empty() {
+        let keys = spec
+            .verify_keys
+            .iter()
+            .chain(spec.signing_keys.iter().map(|s| &s.key));
+        for key in keys {
+            if !spec.algorithms.contains(&key.algorithm()) {
+                return Err(ProfileError::KeyAlgorithmNotListed {
+                    key: key.id().to_string(),
+                    algorithm: key.algorithm(),
+                });
+            }
+        }
+    }
+    let Some(source) = &spec.remote_jwks else {
+        return Ok(());
+    };
+    if !spec.signing_keys.is_empty() {
+        return Err(ProfileError::RemoteKeysSign(source.clone()));
+    }
+    if spec.algorithms.is_empty() {
+        return Err(ProfileError::RemoteKeysNeedAlgorithms(source.clone()));
+    }
+    if spec.issuer.is_none() {
+        return Err(ProfileError::RemoteKeysNeedIssuer(source.clone()));
+    }
+    if spec.audience.is_empty() && !spec.allow_audience_override {
+        return Err(ProfileError::RemoteKeysNeedAudience(source.clone()));
     }
     Ok(())
 }
@@ -588,6 +669,8 @@ impl ProfileSpec {
             typ: None,
             login_url: None,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            remote_jwks: None,
+            algorithms: Vec::new(),
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::core::keys::KeyId;
 use crate::core::profile::{self, ProfileName, Profiles};
 use crate::core::rotation::{self, KeyState};
 use crate::state::config::Config;
+use crate::state::federated::RemoteJwks;
 use crate::state::managed::{Managed, managed_dir};
 
 /// What every call reads: the profiles and the settings that go with them.
@@ -33,6 +34,8 @@ pub struct Snapshot {
     pub origin: String,
     /// When this configuration was loaded (not when keys last rotated).
     pub loaded_at: SystemTime,
+    /// The remote key sets of federated profiles, by profile name.
+    pub remote: BTreeMap<ProfileName, Arc<RemoteJwks>>,
 }
 
 /// The outcome of the last reload attempt, for `ListKeys` and logs.
@@ -90,6 +93,7 @@ pub struct Live {
 struct State {
     config: Config,
     managed: BTreeMap<ProfileName, Managed>,
+    remote: BTreeMap<ProfileName, Arc<RemoteJwks>>,
 }
 
 impl Live {
@@ -98,11 +102,16 @@ impl Live {
     pub fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Live>> {
         let now = clock.unix_seconds();
         let managed = open_all(&config, &BTreeMap::new(), now)?;
-        let snapshot = build_snapshot(&config, &managed, clock.now())?;
+        let remote = open_remote(&config, &BTreeMap::new(), &clock)?;
+        let snapshot = build_snapshot(&config, &managed, &remote, clock.now())?;
         Ok(Arc::new(Live {
             current: ArcSwap::from_pointee(snapshot),
             clock,
-            state: tokio::sync::Mutex::new(State { config, managed }),
+            state: tokio::sync::Mutex::new(State {
+                config,
+                managed,
+                remote,
+            }),
             reload_status: Mutex::new(ReloadStatus::default()),
             reloads_ok: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
@@ -137,9 +146,26 @@ impl Live {
     }
 
     /// Runs the rotation plan of every managed profile at the clock's now and swaps in a new
-    /// snapshot if any key was created or dropped. The rotation task calls this on schedule;
-    /// tests call it after moving their clock.
+    /// snapshot if any key was created or dropped, then refreshes the remote key sets that are
+    /// due. The rotation task calls this on schedule; tests call it after moving their clock.
     pub async fn tick(&self) -> anyhow::Result<()> {
+        let rotated = self.rotate_due().await;
+        self.refresh_remote_keys().await;
+        rotated
+    }
+
+    /// Fetches every remote key set whose background refresh is due (three quarters into its
+    /// cache lifetime, or `jwks_refetch_min` after a failure), all at once.
+    pub async fn refresh_remote_keys(&self) {
+        let remote: Vec<Arc<RemoteJwks>> = self.current().remote.values().cloned().collect();
+        let mut fetches = tokio::task::JoinSet::new();
+        for set in remote {
+            fetches.spawn(async move { set.refresh_if_due().await });
+        }
+        while fetches.join_next().await.is_some() {}
+    }
+
+    async fn rotate_due(&self) -> anyhow::Result<()> {
         let mut state = self.state.lock().await;
         let now = self.clock.unix_seconds();
         let mut changed = false;
@@ -214,13 +240,14 @@ impl Live {
             let config = state.config.reload()?;
             let now = self.clock.unix_seconds();
             let managed = open_all(&config, &state.managed, now)?;
-            let snapshot = build_snapshot(&config, &managed, self.clock.now())?;
-            anyhow::Ok((config, managed, snapshot))
+            let remote = open_remote(&config, &state.remote, &self.clock)?;
+            let snapshot = build_snapshot(&config, &managed, &remote, self.clock.now())?;
+            anyhow::Ok((config, managed, remote, snapshot))
         })();
         let mut status = self.reload_status.lock().unwrap_or_else(|p| p.into_inner());
         status.attempted_at = Some(self.clock.now());
         match result {
-            Ok((config, managed, snapshot)) => {
+            Ok((config, managed, remote, snapshot)) => {
                 if config.listen != state.config.listen
                     || config.http_listen != state.config.http_listen
                     || config.admin != state.config.admin
@@ -233,6 +260,7 @@ impl Live {
                 self.current.store(snapshot.clone());
                 state.config = config;
                 state.managed = managed;
+                state.remote = remote;
                 status.error = None;
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
@@ -265,10 +293,13 @@ impl Live {
             let wait = {
                 let state = self.state.lock().await;
                 let now = self.clock.unix_seconds();
+                let remote = state.remote.values().map(|r| r.next_refresh_at());
                 state
                     .managed
                     .values()
-                    .map(|m| m.next_at.saturating_sub(now))
+                    .map(|m| m.next_at)
+                    .chain(remote)
+                    .map(|at| at.saturating_sub(now))
                     .min()
                     .unwrap_or(60)
                     .clamp(1, 60)
@@ -283,7 +314,12 @@ impl Live {
 
     /// Swaps in the profiles of `state`; the configuration's load time stays the same.
     fn swap(&self, state: &State) -> anyhow::Result<()> {
-        let snapshot = build_snapshot(&state.config, &state.managed, self.current().loaded_at)?;
+        let snapshot = build_snapshot(
+            &state.config,
+            &state.managed,
+            &state.remote,
+            self.current().loaded_at,
+        )?;
         self.current.store(Arc::new(snapshot));
         Ok(())
     }
@@ -318,9 +354,35 @@ fn open_all(
     Ok(managed)
 }
 
+/// The remote key sets of `config`'s federated profiles: carried over from `previous` (with
+/// their cached keys) where the settings are unchanged, otherwise new and not yet fetched.
+fn open_remote(
+    config: &Config,
+    previous: &BTreeMap<ProfileName, Arc<RemoteJwks>>,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<BTreeMap<ProfileName, Arc<RemoteJwks>>> {
+    let mut remote = BTreeMap::new();
+    for template in &config.profiles {
+        let Some(settings) = &template.remote else {
+            continue;
+        };
+        let name = template.spec.name.clone();
+        let set = match previous.get(&name) {
+            Some(old) if old.settings() == settings => old.clone(),
+            _ => Arc::new(
+                RemoteJwks::new(name.clone(), settings.clone(), clock.clone())
+                    .with_context(|| format!("{}: profile {name:?}", config.origin))?,
+            ),
+        };
+        remote.insert(name, set);
+    }
+    Ok(remote)
+}
+
 fn build_snapshot(
     config: &Config,
     managed: &BTreeMap<ProfileName, Managed>,
+    remote: &BTreeMap<ProfileName, Arc<RemoteJwks>>,
     loaded_at: SystemTime,
 ) -> anyhow::Result<Snapshot> {
     let mut profiles = Profiles::default();
@@ -345,5 +407,6 @@ fn build_snapshot(
         jwks_cache: config.jwks_cache,
         origin: config.origin.clone(),
         loaded_at,
+        remote: remote.clone(),
     })
 }

@@ -241,6 +241,12 @@ pub fn test_env() {
         // test_env(), which blocks until these writes have finished.
         unsafe {
             std::env::set_var("TOKEN_AUTHORITY_TEST_SECOND_SECRET", SECOND_SECRET);
+            // An HMAC key as a JWK (`jwk_env`), the secret of the HS256 test key.
+            let jwk = format!(
+                r#"{{"kty":"oct","kid":"env-jwk","alg":"HS256","k":"{}"}}"#,
+                b64(HS256_SECRET)
+            );
+            std::env::set_var("TOKEN_AUTHORITY_TEST_HS256_JWK", jwk);
             for var in [
                 "SSO_SECRET_KEY",
                 "WEAVY_CLIENT_SECRET",

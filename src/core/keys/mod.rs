@@ -7,7 +7,7 @@
 //! One file per concept, re-exported here so callers name only `keys::X`: `algorithm` (the
 //! algorithms and the ring objects each maps to), `id` (the checked key id), `key` (the parsed
 //! key that signs and verifies), `pem` (reading key files), `jwk` (publishing a public key and
-//! its thumbprint) and `generate` (new key material and the `kid` a generated key gets).
+//! its thumbprint), `jwk_parse` (reading keys given as JWKs and JWK Sets) and `generate` (new key material and the `kid` a generated key gets).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ mod algorithm;
 mod generate;
 mod id;
 mod jwk;
+mod jwk_parse;
 mod key;
 mod pem;
 
@@ -23,6 +24,7 @@ pub use algorithm::{Algorithm, KeyFamily};
 pub use generate::{generate, generate_named, generate_rsa, load_generated};
 pub use id::{KeyId, MAX_KEY_ID_BYTES};
 pub use jwk::{Jwk, JwkMaterial};
+pub use jwk_parse::{JwkExpectations, JwkForm, JwkSet, RefusedJwk};
 pub use key::{HmacSecret, Key, SignError};
 
 /// Why key material was refused. Messages name the problem, never the key bytes.
@@ -74,6 +76,10 @@ pub enum KeyError {
     CannotGenerate { alg: Algorithm },
     #[error("RSA keys are generated with 2048, 3072 or 4096 bits, not {0}")]
     RsaBits(usize),
+    #[error("{0}")]
+    NotJwk(String),
+    #[error("JWK member {member:?} {reason}")]
+    BadJwk { member: String, reason: String },
     #[error("the system random number generator failed")]
     Random,
 }

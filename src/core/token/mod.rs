@@ -24,7 +24,7 @@ mod verify;
 
 pub use issue::{MAX_CLAIMS_BYTES, MAX_SUBJECT_BYTES, issue};
 pub use login_link::{LoginError, LoginLink, issue_link};
-pub use verify::verify;
+pub use verify::{verify, verify_with};
 
 /// What a caller asks to have signed.
 #[derive(Debug, Default, Clone)]

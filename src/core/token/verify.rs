@@ -14,6 +14,7 @@ use super::strict::{audience_claim, decode_part, numeric_date, parse_object};
 use super::{Failure, Refusal, Verified, clip, missing_required_claim, refuse};
 use crate::core::keys::{Algorithm, Key};
 use crate::core::profile::Profile;
+use crate::core::remote::RemoteKeys;
 
 /// Checks `token` against `profile` at time `now`; `audience`, when given, replaces the
 /// profile's expected audience.
@@ -23,9 +24,21 @@ pub fn verify(
     audience: Option<&str>,
     now: SystemTime,
 ) -> Result<Verified, Refusal> {
+    verify_with(profile, None, token, audience, now)
+}
+
+/// [`verify`] for a federated profile: its configured keys and then the `remote` ones, as
+/// last fetched; the token's `jku`, `x5u`, `jwk` and `x5c` are never followed or used.
+pub fn verify_with(
+    profile: &Profile,
+    remote: Option<&RemoteKeys>,
+    token: &str,
+    audience: Option<&str>,
+    now: SystemTime,
+) -> Result<Verified, Refusal> {
     let parts = check_structure(profile, token)?;
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let key = check_key_and_signature(profile, &parts, since_epoch.as_secs())?;
+    let key = check_key_and_signature(profile, remote, &parts, since_epoch.as_secs())?;
     let claims = check_claims(profile, &parts.payload, audience, since_epoch.as_secs_f64())?;
     Ok(Verified {
         header: parts.header,
@@ -77,6 +90,17 @@ fn check_structure<'t>(profile: &Profile, token: &'t str) -> Result<Parts<'t>, R
 
     let header = parse_object("header", &header_bytes)?;
     let algorithm = header_algorithm(&header)?;
+    if !profile.algorithms.is_empty() && !profile.algorithms.contains(&algorithm) {
+        let allowed: Vec<&str> = profile.algorithms.iter().map(|a| a.name()).collect();
+        return refuse(
+            AlgorithmNotAllowed,
+            format!(
+                "algorithm {algorithm} is not accepted by profile {:?} (it accepts {})",
+                profile.name,
+                allowed.join(", ")
+            ),
+        );
+    }
     check_typ(profile, &header)?;
     let signed_len = header_b64.len() + 1 + payload_b64.len();
     Ok(Parts {
@@ -180,10 +204,11 @@ fn check_typ(profile: &Profile, header: &Map<String, Value>) -> Result<(), Refus
 /// first two parts holds.
 fn check_key_and_signature<'p>(
     profile: &'p Profile,
+    remote: Option<&'p RemoteKeys>,
     parts: &Parts<'_>,
     now: u64,
 ) -> Result<&'p Key, Refusal> {
-    let key = find_key(profile, &parts.header, now)?;
+    let key = find_key(profile, remote, &parts.header, now)?;
     if key.algorithm() != parts.algorithm {
         return refuse(
             AlgorithmNotAllowed,
@@ -393,9 +418,11 @@ fn check_profile_claims(profile: &Profile, claims: &Map<String, Value>) -> Resul
 /// kid), if that key verifies at `now`.
 fn find_key<'p>(
     profile: &'p Profile,
+    remote: Option<&'p RemoteKeys>,
     header: &Map<String, Value>,
     now: u64,
 ) -> Result<&'p Key, Refusal> {
+    let remote_keys = remote.map_or(&[][..], |r| r.keys.as_slice());
     match header.get("kid") {
         Some(Value::String(kid)) => {
             let Some(entry) = profile
@@ -403,14 +430,10 @@ fn find_key<'p>(
                 .iter()
                 .find(|k| k.key.id().as_str() == kid)
             else {
-                return refuse(
-                    Failure::UnknownKey,
-                    format!(
-                        "no verify key of profile {:?} has kid {:?}",
-                        profile.name,
-                        clip(kid)
-                    ),
-                );
+                if let Some(key) = remote_keys.iter().find(|k| k.id().as_str() == kid) {
+                    return Ok(key.as_ref());
+                }
+                return refuse(Failure::UnknownKey, unknown_kid(profile, remote, kid));
             };
             if now < entry.from || now >= entry.until {
                 let when = if now < entry.from {
@@ -427,18 +450,62 @@ fn find_key<'p>(
         }
         Some(_) => refuse(Failure::Malformed, "the header's \"kid\" is not a string"),
         // Tokens from systems that sign with one shared secret (SeaTable's own examples) carry no kid.
-        None => match profile.verify_keys.as_slice() {
-            [only] if only.from <= now && now < only.until => Ok(only.key.as_ref()),
-            keys => refuse(
-                Failure::UnknownKey,
-                format!(
-                    "the token has no \"kid\" and profile {:?} has {} verify keys; a kid is needed to pick one",
-                    profile.name,
-                    keys.len()
-                ),
+        None => {
+            let configured = profile
+                .verify_keys
+                .iter()
+                .filter(|k| k.from <= now && now < k.until)
+                .map(|k| &k.key);
+            let mut usable = configured.chain(remote_keys);
+            match (usable.next(), usable.next()) {
+                (Some(only), None) if profile.verify_keys.len() + remote_keys.len() == 1 => {
+                    Ok(only.as_ref())
+                }
+                _ => {
+                    if let Some(why) = remote.and_then(|r| r.unavailable.as_deref()) {
+                        return refuse(Failure::UnknownKey, unavailable(profile, remote, why));
+                    }
+                    refuse(
+                        Failure::UnknownKey,
+                        format!(
+                            "the token has no \"kid\" and profile {:?} has {} verify keys; a kid is needed to pick one",
+                            profile.name,
+                            profile.verify_keys.len() + remote_keys.len()
+                        ),
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// Why no key has `kid`: the remote set is not available, or it has no such key.
+fn unknown_kid(profile: &Profile, remote: Option<&RemoteKeys>, kid: &str) -> String {
+    match remote {
+        Some(r) => match r.unavailable.as_deref() {
+            Some(why) => unavailable(profile, remote, why),
+            None => format!(
+                "no verify key of profile {:?} has kid {:?}, nor the key set from {} ({} keys)",
+                profile.name,
+                clip(kid),
+                r.source,
+                r.keys.len()
             ),
         },
+        None => format!(
+            "no verify key of profile {:?} has kid {:?}",
+            profile.name,
+            clip(kid)
+        ),
     }
+}
+
+fn unavailable(profile: &Profile, remote: Option<&RemoteKeys>, why: &str) -> String {
+    let source = remote.map_or("", |r| r.source.as_str());
+    format!(
+        "the key set of profile {:?} from {source} is not available: {why}",
+        profile.name
+    )
 }
 
 /// Compares `typ` values as RFC 7515 §4.1.9 says: case-insensitive, "application/" optional.

@@ -1,6 +1,6 @@
 //! One `[[keys]]` entry → a parsed [`Key`]: where its material comes from (exactly one
-//! source), reading or generating the file, decoding the secret. The only code that reads
-//! configured key files and key material from the environment.
+//! source), reading or generating the file, decoding the secret or the JWK. The only code that
+//! reads configured key files and key material from the environment.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -12,7 +12,9 @@ use ring::rand::SystemRandom;
 
 use super::raw::{RawKey, SecretEncoding};
 use super::{Writes, listed};
-use crate::core::keys::{self, Algorithm, HmacSecret, Key, KeyError, KeyFamily, KeyId};
+use crate::core::keys::{
+    self, Algorithm, HmacSecret, JwkExpectations, JwkForm, Key, KeyError, KeyFamily, KeyId,
+};
 use crate::core::profile::SigningWindow;
 use crate::state::files;
 
@@ -23,6 +25,20 @@ enum Material<'a> {
     PrivateKeyFile(&'a Path),
     PrivateKeyEnv(&'a str),
     PublicKeyFile(&'a Path),
+    JwkFile(&'a Path),
+    JwkEnv(&'a str),
+}
+
+impl RawKey {
+    /// How messages name this entry: its id, or where its JWK comes from.
+    pub(super) fn label(&self) -> String {
+        match (&self.id, &self.jwk_file, &self.jwk_env) {
+            (Some(id), _, _) => format!("{id:?}"),
+            (None, Some(file), _) => format!("from jwk_file {}", file.display()),
+            (None, None, Some(var)) => format!("from jwk_env {var}"),
+            (None, None, None) => "without an id".to_owned(),
+        }
+    }
 }
 
 /// A loaded key and, with [`Writes::Forbidden`], the file `generate = true` would have made.
@@ -33,9 +49,26 @@ pub(super) struct Loaded {
 
 /// Loads one key. Relative paths resolve against `data_dir`.
 pub(super) fn load(raw: &RawKey, data_dir: &Path, writes: Writes) -> anyhow::Result<Loaded> {
-    let id = KeyId::parse(&raw.id)?;
-    let algorithm: Algorithm = raw.algorithm.parse()?;
+    let algorithm: Option<Algorithm> = raw
+        .algorithm
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("algorithm")?;
     let material = material(raw, algorithm)?;
+    if let Some(key) = jwk_key(raw, &material, algorithm, data_dir)? {
+        return Ok(Loaded {
+            key,
+            would_generate: None,
+        });
+    }
+    let Some(id) = &raw.id else {
+        bail!("id is missing (only a JWK may give its key id as kid)");
+    };
+    let id = KeyId::parse(id).context("id")?;
+    let Some(algorithm) = algorithm else {
+        bail!("algorithm is missing (only a JWK may give its algorithm as alg)");
+    };
     let generate = Generate {
         asked: raw.generate,
         algorithm,
@@ -72,6 +105,9 @@ pub(super) fn load(raw: &RawKey, data_dir: &Path, writes: Writes) -> anyhow::Res
             Key::from_public_pem(id, algorithm, &pem)
                 .with_context(|| format!("public_key_file {}", path.display()))?
         }
+        Material::JwkFile(_) | Material::JwkEnv(_) => {
+            unreachable!("jwk_key loads JWK material before this match")
+        }
     };
     Ok(Loaded {
         key,
@@ -86,8 +122,35 @@ pub(super) fn window(raw: &RawKey) -> anyhow::Result<SigningWindow> {
     Ok(SigningWindow::new(not_before, not_after)?)
 }
 
+/// The key a `jwk_file` or `jwk_env` entry gives, `None` for other material. The JWK may be
+/// public or private; `id` and `algorithm`, where given, must agree with its `kid` and `alg`.
+fn jwk_key(
+    raw: &RawKey,
+    material: &Material<'_>,
+    algorithm: Option<Algorithm>,
+    data_dir: &Path,
+) -> anyhow::Result<Option<Key>> {
+    let (text, place) = match material {
+        Material::JwkFile(file) => {
+            let path = resolve(data_dir, file);
+            let place = format!("jwk_file {}", path.display());
+            (fs::read(&path).with_context(|| place.clone())?, place)
+        }
+        Material::JwkEnv(var) => (env_bytes("jwk_env", var)?, format!("jwk_env {var}")),
+        _ => return Ok(None),
+    };
+    let text = String::from_utf8(text).map_err(|_| anyhow!("{place}: the JWK is not UTF-8"))?;
+    let expect = JwkExpectations {
+        form: JwkForm::Either,
+        kid: raw.id.as_deref(),
+        alg: algorithm,
+    };
+    let key = Key::from_jwk(&text, &expect).with_context(|| place)?;
+    Ok(Some(key))
+}
+
 /// The one source the entry names, checked against the algorithm and the other fields.
-fn material(raw: &RawKey, algorithm: Algorithm) -> anyhow::Result<Material<'_>> {
+fn material(raw: &RawKey, algorithm: Option<Algorithm>) -> anyhow::Result<Material<'_>> {
     let mut given = Vec::new();
     if let Some(var) = &raw.secret_env {
         given.push(("secret_env", Material::SecretEnv(var)));
@@ -104,15 +167,32 @@ fn material(raw: &RawKey, algorithm: Algorithm) -> anyhow::Result<Material<'_>> 
     if let Some(file) = &raw.public_key_file {
         given.push(("public_key_file", Material::PublicKeyFile(file)));
     }
+    if let Some(file) = &raw.jwk_file {
+        given.push(("jwk_file", Material::JwkFile(file)));
+    }
+    if let Some(var) = &raw.jwk_env {
+        given.push(("jwk_env", Material::JwkEnv(var)));
+    }
     if given.len() != 1 {
         let names: Vec<&str> = given.iter().map(|(name, _)| *name).collect();
         bail!(
-            "give exactly one of secret_env, secret_file (HMAC) or private_key_file, private_key_env, public_key_file; found {}",
+            "give exactly one of secret_env, secret_file (HMAC) or private_key_file, private_key_env, public_key_file, or jwk_file, jwk_env; found {}",
             listed(&names)
         );
     }
     let (field, material) = given.remove(0);
     let is_secret = matches!(material, Material::SecretEnv(_) | Material::SecretFile(_));
+    let is_jwk = matches!(material, Material::JwkFile(_) | Material::JwkEnv(_));
+    if is_jwk && raw.generate {
+        bail!("generate = true needs secret_file or private_key_file, not {field}");
+    }
+    if raw.secret_encoding.is_some() && !is_secret {
+        bail!("secret_encoding applies only to secret_file and secret_env");
+    }
+    // A JWK says itself whether it is a secret or a key pair.
+    let Some(algorithm) = algorithm.filter(|_| !is_jwk) else {
+        return Ok(material);
+    };
     let hmac = algorithm.family() == KeyFamily::Hmac;
     if hmac && !is_secret {
         bail!("{algorithm} is an HMAC algorithm: give secret_file or secret_env, not {field}");
@@ -121,9 +201,6 @@ fn material(raw: &RawKey, algorithm: Algorithm) -> anyhow::Result<Material<'_>> 
         bail!(
             "{algorithm} is not an HMAC algorithm: give private_key_file, private_key_env or public_key_file, not {field}"
         );
-    }
-    if raw.secret_encoding.is_some() && !is_secret {
-        bail!("secret_encoding applies only to secret_file and secret_env");
     }
     let has_file = matches!(
         material,

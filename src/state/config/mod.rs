@@ -25,6 +25,7 @@ use crate::core::profile::{
     Profile, ProfileError, ProfileSpec, Schedule, SigningKey, SigningWindow,
 };
 use crate::core::rotation::{KeyTimes, RotationSpec};
+use crate::state::federated::RemoteSettings;
 use raw::{HttpListen, RawConfig, RawServer};
 
 /// The configuration `serve` runs on when no `--config` is given; `examples/default.toml`.
@@ -76,6 +77,8 @@ pub struct ProfileTemplate {
     pub spec: ProfileSpec,
     /// The `rotation` block, when the service manages this profile's signing keys.
     pub rotation: Option<RotationSpec>,
+    /// Where a federated profile fetches its remote key set, and the rules for it.
+    pub remote: Option<RemoteSettings>,
 }
 
 impl ProfileTemplate {
@@ -171,8 +174,15 @@ impl Config {
         }
         let mut profiles = Vec::new();
         for (name, raw_profile) in raw.profiles {
-            let template = profile::build(&name, raw_profile, &keys, &windows, server.jwks_cache)
-                .with_context(|| format!("{origin}: profile {name:?}"))?;
+            let template = profile::build(
+                &name,
+                raw_profile,
+                &keys,
+                &windows,
+                server.jwks_cache,
+                data_dir,
+            )
+            .with_context(|| format!("{origin}: profile {name:?}"))?;
             profiles.push(template);
         }
         warn_unused_keys(&keys, &profiles, &origin);
@@ -254,7 +264,7 @@ fn load_keys(
     let mut windows = HashMap::new();
     let mut would_generate = Vec::new();
     for raw_key in &raw.keys {
-        let in_key = || format!("{origin}: key {:?}", raw_key.id);
+        let in_key = || format!("{origin}: key {}", raw_key.label());
         let window = key::window(raw_key).with_context(in_key)?;
         let loaded = key::load(raw_key, data_dir, writes).with_context(in_key)?;
         let id = loaded.key.id().clone();

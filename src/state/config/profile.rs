@@ -3,6 +3,7 @@
 //! lives in [`Profile::new`]; this file only translates and adds the field to the message.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +13,14 @@ use ring::rand::SystemRandom;
 use super::raw::{RawProfile, RawRotation};
 use super::{ProfileTemplate, duration, listed};
 use crate::core::clock::whole_seconds;
-use crate::core::keys::{self, Algorithm, Key, KeyId, KeyStore};
+use crate::core::keys::{self, Algorithm, JwkForm, JwkSet, Key, KeyId, KeyStore};
 use crate::core::login::LoginUrl;
 use crate::core::profile::{
     DEFAULT_MAX_TOKEN_BYTES, Lifetimes, Profile, ProfileName, ProfileSpec, Schedule, SigningKey,
     SigningWindow,
 };
 use crate::core::rotation::{KeyTimes, RotationSpec};
+use crate::state::federated::{self, Location, RemoteSettings};
 
 /// A managed profile keeps at most this many keys published ahead of the active one.
 const MAX_KEYS_AHEAD: u64 = 16;
@@ -32,16 +34,41 @@ pub(super) fn build(
     store: &KeyStore,
     windows: &HashMap<KeyId, SigningWindow>,
     jwks_cache: Duration,
+    data_dir: &Path,
 ) -> anyhow::Result<ProfileTemplate> {
     let name = ProfileName::parse(name)?;
+    let algorithms = raw
+        .algorithms
+        .iter()
+        .map(|a| a.parse::<Algorithm>().context("algorithms"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let remote = remote_settings(&raw, &algorithms, data_dir)?;
     let signing_keys = signing_keys(&raw, store, windows)?;
-    let verify_keys = raw
+    let mut verify_keys = raw
         .verify_keys
         .as_deref()
         .unwrap_or_default()
         .iter()
         .map(|id| lookup(store, "verify_keys", id))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(file) = &raw.jwks_file {
+        let path = super::key::resolve(data_dir, file);
+        // Without verify_keys the profile verifies its own tokens, as a profile without a
+        // jwks_file does; the set's keys come on top.
+        if raw.verify_keys.is_none() {
+            verify_keys.extend(signing_keys.iter().map(|s| s.key.clone()));
+        }
+        for key in jwks_file(&path)? {
+            if verify_keys.iter().any(|k| k.id() == key.id()) {
+                bail!(
+                    "jwks_file {}: kid {:?} is already a verify key of this profile; key ids must be unique",
+                    path.display(),
+                    key.id().as_str()
+                );
+            }
+            verify_keys.push(Arc::new(key));
+        }
+    }
     let login_url = raw
         .login_url
         .as_deref()
@@ -67,12 +94,15 @@ pub(super) fn build(
         typ: raw.typ,
         login_url,
         max_token_bytes: raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
+        remote_jwks: remote.as_ref().map(|r| r.location.url().to_string()),
+        algorithms,
     };
     let Some(raw_rotation) = raw.rotation else {
         Profile::new(spec.clone())?;
         return Ok(ProfileTemplate {
             spec,
             rotation: None,
+            remote,
         });
     };
     let lifetimes = spec.lifetimes()?;
@@ -87,6 +117,7 @@ pub(super) fn build(
     let template = ProfileTemplate {
         spec,
         rotation: Some(rotation),
+        remote,
     };
     let always = KeyTimes {
         publish_at: 0,
@@ -96,6 +127,91 @@ pub(super) fn build(
     };
     template.build([(Arc::new(stand_in), always)])?;
     Ok(template)
+}
+
+/// `jwks_url` or `issuer_discovery` with the `jwks_*` settings beside it; `None` for a profile
+/// without remote keys (where a `jwks_*` setting alone is an error).
+fn remote_settings(
+    raw: &RawProfile,
+    algorithms: &[Algorithm],
+    data_dir: &Path,
+) -> anyhow::Result<Option<RemoteSettings>> {
+    let location = match (&raw.jwks_url, raw.issuer_discovery) {
+        (Some(_), true) => bail!("give jwks_url or issuer_discovery = true, not both"),
+        (Some(url), false) => Location::Jwks(RemoteSettings::check_url("jwks_url", url)?),
+        (None, true) => {
+            let Some(issuer) = &raw.issuer else {
+                bail!(
+                    "issuer_discovery = true needs issuer: the discovery document is found under it"
+                );
+            };
+            let document = format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            );
+            Location::Discovery {
+                document: RemoteSettings::check_url("issuer (for issuer_discovery)", &document)?,
+                issuer: issuer.clone(),
+            }
+        }
+        (None, false) => {
+            let set = [
+                ("jwks_ca_file", raw.jwks_ca_file.is_some()),
+                ("jwks_refetch_min", raw.jwks_refetch_min.is_some()),
+                ("jwks_cache_min", raw.jwks_cache_min.is_some()),
+                ("jwks_cache_max", raw.jwks_cache_max.is_some()),
+                ("jwks_stale_max", raw.jwks_stale_max.is_some()),
+                ("jwks_timeout", raw.jwks_timeout.is_some()),
+                ("jwks_max_bytes", raw.jwks_max_bytes.is_some()),
+            ];
+            if let Some((field, _)) = set.iter().find(|(_, given)| *given) {
+                bail!("{field} is set but neither jwks_url nor issuer_discovery is");
+            }
+            return Ok(None);
+        }
+    };
+    let ca_file = raw.jwks_ca_file.as_ref().map(|p| data_dir.join(p));
+    let ca_certs = match &ca_file {
+        Some(path) => federated::read_ca_file(path)?,
+        None => Vec::new(),
+    };
+    let setting = |field: &str, text: &Option<String>, default: Duration| {
+        duration(text.as_deref(), default).with_context(|| field.to_owned())
+    };
+    let settings = RemoteSettings {
+        location,
+        ca_file,
+        ca_certs,
+        refetch_min: setting(
+            "jwks_refetch_min",
+            &raw.jwks_refetch_min,
+            federated::DEFAULT_REFETCH_MIN,
+        )?,
+        cache_min: setting(
+            "jwks_cache_min",
+            &raw.jwks_cache_min,
+            federated::DEFAULT_CACHE_MIN,
+        )?,
+        cache_max: setting(
+            "jwks_cache_max",
+            &raw.jwks_cache_max,
+            federated::DEFAULT_CACHE_MAX,
+        )?,
+        stale_max: setting(
+            "jwks_stale_max",
+            &raw.jwks_stale_max,
+            federated::DEFAULT_STALE_MAX,
+        )?,
+        timeout: setting(
+            "jwks_timeout",
+            &raw.jwks_timeout,
+            federated::DEFAULT_TIMEOUT,
+        )?,
+        max_bytes: raw.jwks_max_bytes.unwrap_or(federated::DEFAULT_MAX_BYTES),
+        algorithms: algorithms.to_vec(),
+    };
+    settings.check_bounds()?;
+    Ok(Some(settings))
 }
 
 /// `signing_key`, `signing_keys` or a rotation block (whose keys come later), each configured
@@ -126,6 +242,32 @@ fn signing_keys(
             })
         })
         .collect()
+}
+
+/// The usable keys of a JWK Set file (public keys only). Entries the service cannot use are
+/// logged and skipped, as a published set may hold keys for other purposes; a set with no
+/// usable key at all is an error, since the profile would refuse every token from it.
+fn jwks_file(path: &Path) -> anyhow::Result<Vec<Key>> {
+    let place = || format!("jwks_file {}", path.display());
+    let text = std::fs::read(path).with_context(place)?;
+    let text = String::from_utf8(text).map_err(|_| anyhow!("{}: not UTF-8", place()))?;
+    let set = JwkSet::parse(&text, JwkForm::Public).with_context(place)?;
+    for refused in &set.refused {
+        tracing::warn!(path = %path.display(), entry = %refused, "jwks_file entry skipped");
+    }
+    if set.keys.is_empty() {
+        let reasons: Vec<String> = set.refused.iter().map(ToString::to_string).collect();
+        bail!(
+            "{}: no usable key ({})",
+            place(),
+            if reasons.is_empty() {
+                "the set is empty".to_owned()
+            } else {
+                reasons.join("; ")
+            }
+        );
+    }
+    Ok(set.keys)
 }
 
 /// The configured key `id`, or an error naming the field and the keys there are.

@@ -58,14 +58,18 @@ impl<'de> Deserialize<'de> for HttpListen {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKey {
-    pub id: String,
-    pub algorithm: String,
+    /// Required unless a JWK gives its `kid`.
+    pub id: Option<String>,
+    /// Required unless a JWK gives its `alg`.
+    pub algorithm: Option<String>,
     pub secret_env: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub secret_encoding: Option<SecretEncoding>,
     pub private_key_file: Option<PathBuf>,
     pub private_key_env: Option<String>,
     pub public_key_file: Option<PathBuf>,
+    pub jwk_file: Option<PathBuf>,
+    pub jwk_env: Option<String>,
     #[serde(default)]
     pub generate: bool,
     pub not_before: Option<toml::Value>,
@@ -100,6 +104,7 @@ pub(super) struct RawProfile {
     pub signing_keys: Option<Vec<String>>,
     pub rotation: Option<RawRotation>,
     pub verify_keys: Option<Vec<String>>,
+    pub jwks_file: Option<PathBuf>,
     pub issuer: Option<String>,
     #[serde(default)]
     pub audience: Vec<String>,
@@ -122,6 +127,23 @@ pub(super) struct RawProfile {
     #[serde(default)]
     pub allowed_next_origins: Vec<String>,
     pub max_token_bytes: Option<usize>,
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    pub jwks_url: Option<String>,
+    #[serde(default)]
+    pub issuer_discovery: bool,
+    pub jwks_ca_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub jwks_refetch_min: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub jwks_cache_min: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub jwks_cache_max: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub jwks_stale_max: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub jwks_timeout: Option<String>,
+    pub jwks_max_bytes: Option<usize>,
 }
 
 /// A duration setting that must be given, as text; see [`duration_text`].
