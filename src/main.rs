@@ -225,6 +225,7 @@ async fn serve(
     // fails before it creates key files beside the first one's.
     let checked = Config::check(source.clone(), &data_dir)?;
     let addr = listen.unwrap_or(checked.listen);
+    checked.check_exposure(addr)?;
     let grpc = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

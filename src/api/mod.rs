@@ -2,6 +2,8 @@
 //! the HTTP listener for JWKS, discovery and metrics, and the server that runs them all.
 
 pub mod admin;
+pub mod audit;
+pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod http;

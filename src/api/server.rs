@@ -65,6 +65,22 @@ impl Server {
         let admin = config.admin;
         let max_request_bytes = config.max_request_bytes;
         let drain_timeout = config.drain_timeout;
+        if config.allow_unauthenticated {
+            if config.callers.is_empty() {
+                tracing::warn!(
+                    "[server] allow_unauthenticated = true: calls are not authenticated, so anyone who reaches the gRPC port can issue tokens for any subject; configure [[callers]] to stop this"
+                );
+            } else {
+                tracing::warn!(
+                    "[server] allow_unauthenticated has no effect: [[callers]] are configured, so every call must prove one"
+                );
+            }
+        }
+        tracing::info!(
+            callers = config.callers.policy().callers().len(),
+            bearer_profile = config.callers.caller_profile().unwrap_or("(none)"),
+            "caller authentication"
+        );
         for key in config.keys.sorted() {
             tracing::info!(kid = ?key.id(), alg = %key.algorithm(), can_sign = key.can_sign(), "key loaded");
         }
@@ -133,8 +149,8 @@ impl Server {
             self.metrics.clone(),
         ))
         .max_decoding_message_size(self.max_request_bytes);
-        // Until callers are authenticated, key administration is off unless asked for; off, it
-        // still answers, to say so (a bare UNIMPLEMENTED would leave operators guessing).
+        // Key administration is off unless asked for; off, it still answers, to say so (a bare
+        // UNIMPLEMENTED would leave operators guessing). On, its callers need a KeyAdmin grant.
         let admin_service = KeyAdminServer::new(KeyAdminService::new(
             self.live.clone(),
             self.admin,

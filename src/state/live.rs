@@ -20,7 +20,7 @@ use crate::core::clock::Clock;
 use crate::core::keys::KeyId;
 use crate::core::profile::{self, ProfileName, Profiles};
 use crate::core::rotation::{self, KeyState};
-use crate::state::config::Config;
+use crate::state::config::{Audit, Callers, Config};
 use crate::state::managed::{Managed, managed_dir};
 
 /// What every call reads: the profiles and the settings that go with them.
@@ -33,6 +33,11 @@ pub struct Snapshot {
     pub origin: String,
     /// When this configuration was loaded (not when keys last rotated).
     pub loaded_at: SystemTime,
+    /// Who may call, reloaded with the configuration; rotation keeps the same ones (and so
+    /// their rate budgets).
+    pub callers: Arc<Callers>,
+    /// How audit records write subjects.
+    pub audit: Arc<Audit>,
 }
 
 /// The outcome of the last reload attempt, for `ListKeys` and logs.
@@ -345,5 +350,7 @@ fn build_snapshot(
         jwks_cache: config.jwks_cache,
         origin: config.origin.clone(),
         loaded_at,
+        callers: config.callers.clone(),
+        audit: config.audit.clone(),
     })
 }

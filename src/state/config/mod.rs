@@ -5,6 +5,7 @@
 //!
 //! Every error names where it came from: the file, the key id or profile, the field, the reason.
 
+mod callers;
 mod key;
 mod profile;
 mod raw;
@@ -25,6 +26,8 @@ use crate::core::profile::{
     Profile, ProfileError, ProfileSpec, Schedule, SigningKey, SigningWindow,
 };
 use crate::core::rotation::{KeyTimes, RotationSpec};
+pub use callers::{AUDIT_KEY_FILE, Audit, Callers, RateLimit};
+pub use raw::AuditSubjects;
 use raw::{HttpListen, RawConfig, RawServer};
 
 /// The configuration `serve` runs on when no `--config` is given; `examples/default.toml`.
@@ -64,6 +67,12 @@ pub struct Config {
     pub keys: KeyStore,
     /// Profiles by name order; managed ones get their signing keys from the key manager.
     pub profiles: Vec<ProfileTemplate>,
+    /// The `[[callers]]` and how they authenticate; empty: every call is anonymous.
+    pub callers: Arc<Callers>,
+    /// `[server] allow_unauthenticated`: serve without callers on a non-loopback address.
+    pub allow_unauthenticated: bool,
+    /// How audit records write subjects.
+    pub audit: Arc<Audit>,
     /// Keys that `generate = true` would have created, made in memory only: filled by
     /// [`Config::check`], always empty for a configuration that serves.
     pub would_generate: Vec<(KeyId, PathBuf)>,
@@ -176,7 +185,20 @@ impl Config {
             profiles.push(template);
         }
         warn_unused_keys(&keys, &profiles, &origin);
-        Ok(Config {
+        let names: Vec<&str> = profiles.iter().map(|p| p.spec.name.as_str()).collect();
+        let callers = callers::build(
+            &raw.callers,
+            raw.server.caller_profile.as_deref(),
+            &names,
+            &origin,
+        )?;
+        if server.admin && !callers.is_empty() && !callers.policy().callers().iter().any(|c| c.may_administer()) {
+            bail!(
+                "{origin}: server.admin = true, but no [[callers]] entry may use KeyAdmin; add \"KeyAdmin/*\" (or \"KeyAdmin/RotateKey\", …) to the allow list of the caller that administers keys, or set admin = false"
+            );
+        }
+        let audit = callers::audit(&raw.audit, data_dir, &origin, writes)?;
+        let config = Config {
             origin,
             source,
             data_dir: data_dir.to_owned(),
@@ -188,8 +210,26 @@ impl Config {
             drain_timeout: server.drain_timeout,
             keys,
             profiles,
+            callers: Arc::new(callers),
+            allow_unauthenticated: raw.server.allow_unauthenticated,
+            audit: Arc::new(audit),
             would_generate,
-        })
+        };
+        config.check_exposure(config.listen)?;
+        Ok(config)
+    }
+
+    /// Refuses to serve unauthenticated on `listen` unless it is a loopback address or
+    /// `[server] allow_unauthenticated` says the network already decides who reaches it.
+    /// `serve` asks again for an address given on the command line.
+    pub fn check_exposure(&self, listen: SocketAddr) -> anyhow::Result<()> {
+        if self.callers.is_empty() && !listen.ip().is_loopback() && !self.allow_unauthenticated {
+            bail!(
+                "{}: the service would listen on {listen} with no [[callers]] configured, so anyone who reaches that address could issue tokens for any subject. Configure [[callers]] (see \"Securing it\" in the README), listen on a loopback address such as 127.0.0.1, or, if only trusted backends can reach the port, set [server] allow_unauthenticated = true",
+                self.origin
+            );
+        }
+        Ok(())
     }
 }
 
