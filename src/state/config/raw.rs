@@ -31,6 +31,16 @@ pub(super) struct RawServer {
     pub max_request_bytes: Option<usize>,
     #[serde(default, deserialize_with = "duration_text")]
     pub drain_timeout: Option<String>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[server.tls]`: the files, as written (relative paths resolve against the data directory).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// `server.http_listen`: an address, or `"off"` (or empty) for no HTTP listener.
