@@ -446,3 +446,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<Tls>, ready: mpsc::Sende
         }
     }
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;
