@@ -117,21 +117,14 @@ pub struct RateLimited {
     pub rate: String,
 }
 
-/// The caller `context` proves, decided from the configured callers alone.
-///
-/// A certificate the transport refused is refused whether or not callers are configured: the
-/// caller meant to prove something and should learn why it did not. Without `[[callers]]`
-/// every other call is [`Who::Anonymous`].
+/// The caller `context` proves, decided from the configured callers alone. Without
+/// `[[callers]]` every call is [`Who::Anonymous`], whatever it presents: the listener's
+/// address (loopback, or `allow_unauthenticated`) is then what decides who may call.
 pub fn authenticate<'s>(
     snapshot: &'s Snapshot,
     context: &CallContext,
     now: SystemTime,
 ) -> Result<Who<'s>, Unauthenticated> {
-    if let ClientCertificate::Refused { reason } = &context.peer.client_certificate
-        && snapshot.callers.is_empty()
-    {
-        return Err(Unauthenticated::Certificate(reason.clone()));
-    }
     if snapshot.callers.is_empty() {
         return Ok(Who::Anonymous);
     }

@@ -14,13 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, anyhow};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::core::clock::Clock;
 use crate::core::keys::KeyId;
 use crate::core::profile::{self, ProfileName, Profiles};
 use crate::core::rotation::{self, KeyState};
 use crate::state::config::{Audit, Callers, Config};
+use crate::state::config::tls::{Fingerprint, TlsMaterial};
 use crate::state::managed::{Managed, managed_dir};
 
 /// What every call reads: the profiles and the settings that go with them.
@@ -90,11 +91,18 @@ pub struct Live {
     reloads_ok: AtomicU64,
     reloads_refused: AtomicU64,
     wake: tokio::sync::Notify,
+    /// The certificate and client CA new TLS handshakes use; `None` when serving plaintext.
+    tls: ArcSwapOption<TlsMaterial>,
 }
+
+/// How often the TLS files are read to notice a rotated certificate.
+pub const TLS_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 struct State {
     config: Config,
     managed: BTreeMap<ProfileName, Managed>,
+    /// The TLS file contents last refused, so a broken file is reported once, not every poll.
+    tls_refused: Option<Fingerprint>,
 }
 
 impl Live {
@@ -107,7 +115,12 @@ impl Live {
         Ok(Arc::new(Live {
             current: ArcSwap::from_pointee(snapshot),
             clock,
-            state: tokio::sync::Mutex::new(State { config, managed }),
+            tls: ArcSwapOption::new(config.tls.clone()),
+            state: tokio::sync::Mutex::new(State {
+                config,
+                managed,
+                tls_refused: None,
+            }),
             reload_status: Mutex::new(ReloadStatus::default()),
             reloads_ok: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
@@ -123,6 +136,11 @@ impl Live {
     /// The clock every part of the service reads.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The certificate and client CA for the next TLS handshake; `None` when serving plaintext.
+    pub fn tls(&self) -> Option<Arc<TlsMaterial>> {
+        self.tls.load_full()
     }
 
     /// The outcome of the last reload.
@@ -234,6 +252,8 @@ impl Live {
                         "server.listen, server.http_listen and server.admin take effect only after a restart"
                     );
                 }
+                self.swap_tls(&state.config, &config);
+                state.tls_refused = None;
                 let snapshot = Arc::new(snapshot);
                 self.current.store(snapshot.clone());
                 state.config = config;
@@ -283,6 +303,78 @@ impl Live {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(Duration::from_secs(wait)) => {}
             }
+        }
+    }
+
+    /// Reads the TLS files again if their contents changed since they were loaded, and serves
+    /// the new certificate to new handshakes (established connections keep theirs). A file
+    /// that does not load leaves the previous certificate serving and is reported like a
+    /// refused reload, once per content. Returns whether a new certificate is served.
+    pub async fn check_tls_files(&self) -> bool {
+        let mut state = self.state.lock().await;
+        let Some(current) = self.tls() else {
+            return false;
+        };
+        let files = current.files().clone();
+        let now_on_disk = files.fingerprint();
+        if now_on_disk == current.fingerprint() || state.tls_refused == Some(now_on_disk) {
+            return false;
+        }
+        let loaded = files.load();
+        let mut status = self.reload_status.lock().unwrap_or_else(|p| p.into_inner());
+        status.attempted_at = Some(self.clock.now());
+        match loaded {
+            Ok(material) => {
+                let leaf = material.leaf();
+                tracing::info!(
+                    cert_file = %files.cert_file.display(),
+                    subject = %leaf.subject,
+                    not_after = %leaf.not_after,
+                    "TLS certificate reloaded; new connections use it"
+                );
+                let material = Arc::new(material);
+                self.tls.store(Some(material.clone()));
+                state.config.tls = Some(material);
+                state.tls_refused = None;
+                status.error = None;
+                true
+            }
+            Err(e) => {
+                let reason = format!(
+                    "{}: {e:#}; the previous certificate keeps serving",
+                    state.config.origin
+                );
+                tracing::error!(error = %reason, "TLS files changed but do not load");
+                status.error = Some(reason);
+                // Reported once. Files that changed again while being read have another
+                // fingerprint at the next poll, and are tried then.
+                state.tls_refused = Some(now_on_disk);
+                false
+            }
+        }
+    }
+
+    /// Calls [`Live::check_tls_files`] every [`TLS_POLL_INTERVAL`] until `shutdown` completes.
+    pub async fn run_tls_watch(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(TLS_POLL_INTERVAL) => {}
+            }
+            self.check_tls_files().await;
+        }
+    }
+
+    /// After a reload: the new configuration's certificate for new handshakes. Turning TLS on
+    /// or off needs a restart, since the listeners were set up for one or the other.
+    fn swap_tls(&self, old: &Config, new: &Config) {
+        match (&old.tls, &new.tls) {
+            (Some(_), Some(material)) => self.tls.store(Some(material.clone())),
+            (None, None) => {}
+            _ => tracing::warn!(
+                "[server.tls] was added or removed; TLS is turned on or off only by a restart"
+            ),
         }
     }
 

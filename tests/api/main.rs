@@ -15,6 +15,8 @@ mod login_url;
 mod managed;
 mod metrics;
 mod operations;
+mod pki;
 mod reload;
+mod tls;
 mod vectors;
 mod verify;

@@ -9,6 +9,7 @@ mod callers;
 mod key;
 mod profile;
 mod raw;
+pub mod tls;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use crate::core::rotation::{KeyTimes, RotationSpec};
 pub use callers::{AUDIT_KEY_FILE, Audit, Callers, RateLimit};
 pub use raw::AuditSubjects;
 use raw::{HttpListen, RawConfig, RawServer};
+use tls::{TlsFiles, TlsMaterial};
 
 /// The configuration `serve` runs on when no `--config` is given; `examples/default.toml`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../../examples/default.toml");
@@ -73,6 +75,8 @@ pub struct Config {
     pub allow_unauthenticated: bool,
     /// How audit records write subjects.
     pub audit: Arc<Audit>,
+    /// `[server.tls]`, loaded and checked; `None` serves plaintext.
+    pub tls: Option<Arc<TlsMaterial>>,
     /// Keys that `generate = true` would have created, made in memory only: filled by
     /// [`Config::check`], always empty for a configuration that serves.
     pub would_generate: Vec<(KeyId, PathBuf)>,
@@ -172,6 +176,14 @@ impl Config {
         let text = source.read()?;
         let raw: RawConfig = toml::from_str(&text).map_err(|e| anyhow!("{origin}: {e}"))?;
         let server = Server::check(&raw.server).map_err(|e| anyhow!("{origin}: {e:#}"))?;
+        let tls = match &raw.server.tls {
+            Some(raw_tls) => Some(Arc::new(
+                TlsFiles::resolve(raw_tls, data_dir)
+                    .load()
+                    .map_err(|e| anyhow!("{origin}: {e:#}"))?,
+            )),
+            None => None,
+        };
         let (keys, windows, would_generate) = load_keys(&raw, &origin, data_dir, writes)?;
         if raw.profiles.is_empty() {
             bail!(
@@ -208,6 +220,7 @@ impl Config {
             admin: server.admin,
             max_request_bytes: server.max_request_bytes,
             drain_timeout: server.drain_timeout,
+            tls,
             keys,
             profiles,
             callers: Arc::new(callers),

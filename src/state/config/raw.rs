@@ -39,6 +39,16 @@ pub(super) struct RawServer {
     pub caller_profile: Option<String>,
     #[serde(default)]
     pub allow_unauthenticated: bool,
+    pub tls: Option<RawTls>,
+}
+
+/// `[server.tls]`: the files, as written (relative paths resolve against the data directory).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// One `[[callers]]` entry.
