@@ -2,6 +2,7 @@
 //! to it through the generated gRPC client, as a calling service would.
 
 mod admin;
+mod audit;
 mod callers;
 mod cli;
 mod config;
