@@ -633,3 +633,38 @@ async fn a_missing_foreign_or_expired_client_certificate_is_unauthenticated_with
     assert!(reasons[1].contains("CA") || reasons[1].contains("issu"), "{}", reasons[1]);
     assert!(reasons[2].contains("expired"), "{}", reasons[2]);
 }
+
+// ---- the binary refuses, as an operator meets it ------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_token-authority");
+
+#[test]
+fn serve_and_config_check_refuse_a_public_address_without_callers_and_say_how_to_fix_it() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env_remove("TOKEN_AUTHORITY_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    // The embedded default listens on loopback; --listen moves it to every interface.
+    let serve = run(&["serve", "--listen", "0.0.0.0:0", "--http-listen", "127.0.0.1:0"]);
+    assert!(!serve.status.success());
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(
+        stderr.contains("would listen on 0.0.0.0:0 with no [[callers]] configured"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("allow_unauthenticated = true"), "{stderr}");
+    let config = data.path().join("public.toml");
+    let public = "[server]\nlisten = \"0.0.0.0:50051\"\n\n[[keys]]\nid = \"k\"\nalgorithm = \"EdDSA\"\nprivate_key_file = \"k.pem\"\ngenerate = true\n\n[profiles.default]\nsigning_key = \"k\"\n";
+    std::fs::write(&config, public).unwrap();
+    let check = run(&["config", "check", "--config", config.to_str().unwrap()]);
+    assert!(!check.status.success());
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(stderr.contains("public.toml: the service would listen on 0.0.0.0:50051"), "{stderr}");
+}
