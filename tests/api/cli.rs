@@ -821,3 +821,33 @@ fn config_check_reports_the_tls_certificate_and_the_client_ca() {
         "{report}"
     );
 }
+
+#[test]
+fn serve_refuses_to_start_on_a_key_that_does_not_match_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::pki::TestPki::new(dir.path(), false);
+    let other = pki.ca.server_cert();
+    std::fs::write(&pki.files.key_file, &other.key_pem).unwrap();
+    let config = tls_config_file(dir.path(), &pki);
+    let data = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for part in [
+        "tls.toml",
+        "server.tls.key_file",
+        "server.key",
+        "does not match",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    assert!(tree(data.path()).is_empty(), "serve wrote before refusing");
+}
