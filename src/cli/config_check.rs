@@ -144,6 +144,33 @@ impl Report<'_> {
         let _ = writeln!(text, "listen:        {}", config.listen);
         let _ = writeln!(text, "http_listen:   {http_listen}");
         let _ = writeln!(text, "admin:         {admin}");
+        match &config.tls {
+            None => {
+                let _ = writeln!(text, "tls:           off (plaintext on both listeners)");
+            }
+            Some(tls) => {
+                let (files, leaf) = (tls.files(), tls.leaf());
+                let names = if leaf.names.is_empty() {
+                    "no DNS or IP names".to_owned()
+                } else {
+                    leaf.names.join(", ")
+                };
+                let _ = writeln!(
+                    text,
+                    "tls:           on, certificate {} ({}; for {names}; valid until {}; chain of {})",
+                    files.cert_file.display(),
+                    leaf.subject,
+                    leaf.not_after,
+                    leaf.chain_len
+                );
+                let _ = writeln!(text, "tls key:       {}", files.key_file.display());
+                let clients = files.client_ca_file.as_ref().map_or_else(
+                    || "not requested (no client_ca_file)".to_owned(),
+                    |ca| format!("requested, checked against {}", ca.display()),
+                );
+                let _ = writeln!(text, "client certs:  {clients}");
+            }
+        }
     }
 
     /// One line a key, its id padded to the longest so the columns line up.

@@ -2,6 +2,7 @@
 //! TLS port, client certificates of every kind accepted by the handshake, JWKS over TLS,
 //! certificate rotation (on disk and by Reload) and the start-up refusals.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -117,4 +118,263 @@ async fn with_a_client_ca_the_handshake_completes_with_any_client_certificate_or
         let token = issue_on(channel).await;
         assert!(token.is_ok(), "{what}: {token:?}");
     }
+}
+
+/// Retries `attempt` every 100 ms for up to 15 s (the files are polled every 2 s) until it
+/// gives `Some`.
+async fn eventually<T, F: Future<Output = Option<T>>>(mut attempt: impl FnMut() -> F) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(done) = attempt().await {
+            return done;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up after 15 s of waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn jwks_is_served_over_tls_on_the_http_listener() {
+    let (app, pki) = spawn_tls_app(true, None).await;
+    assert!(app.http_base.starts_with("https://"));
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.cert_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let answer = client
+        .get(format!("{}/.well-known/jwks.json", app.http_base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let jwks: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert!(!jwks["keys"].as_array().unwrap().is_empty(), "{jwks}");
+
+    let plain = app.http_base.replacen("https://", "http://", 1);
+    let plaintext = reqwest::Client::new()
+        .get(format!("{plain}/.well-known/jwks.json"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        plaintext.is_err(),
+        "plain HTTP was answered on the TLS port"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_rewritten_on_disk_reaches_new_connections_while_an_open_one_keeps_working() {
+    let (app, pki) = spawn_tls_app(false, None).await;
+    app.issue("hs256", "before-rotation").await;
+
+    let new_ca = TestCa::new("the next CA");
+    pki.files.replace(&new_ca.server_cert());
+    eventually(|| async {
+        let channel = tls_channel(app.addr, client_tls(&new_ca, None))
+            .await
+            .ok()?;
+        issue_on(channel).await.ok()
+    })
+    .await;
+
+    // The connection opened before the rotation still answers on the old certificate (a new
+    // one pinned to the old CA could not be made any more).
+    app.issue("hs256", "after-rotation").await;
+    assert!(
+        tls_channel(app.addr, client_tls(&pki.ca, None))
+            .await
+            .is_err()
+    );
+    assert!(crate::helpers::captured_logs().contains("TLS certificate reloaded"));
+}
+
+#[tokio::test]
+async fn reload_serves_a_new_certificate_to_the_next_connection_at_once() {
+    let (mut app, pki) = spawn_tls_app(false, None).await;
+    let new_ca = TestCa::new("the next CA");
+    pki.files.replace(&new_ca.server_cert());
+    app.admin
+        .reload(token_authority::proto::ReloadRequest {})
+        .await
+        .unwrap();
+    let channel = tls_channel(app.addr, client_tls(&new_ca, None))
+        .await
+        .unwrap();
+    issue_on(channel).await.unwrap();
+    app.issue("hs256", "on-the-old-connection").await;
+}
+
+/// `last_reload_error` of ListKeys once it mentions `needle`.
+async fn reload_error_mentioning(app: &TestApp, needle: &str) -> String {
+    eventually(|| async {
+        let error = app
+            .admin
+            .clone()
+            .list_keys(token_authority::proto::ListKeysRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .last_reload_error;
+        error.contains(needle).then_some(error)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_broken_certificate_on_disk_keeps_the_old_one_serving_and_shows_in_list_keys() {
+    let (app, pki) = spawn_tls_app(true, None).await;
+    std::fs::write(&pki.files.cert_file, "not a certificate\n").unwrap();
+    let error = reload_error_mentioning(&app, "server.tls.cert_file").await;
+    assert!(error.contains("no PEM CERTIFICATE block"), "{error}");
+    assert!(
+        error.contains("previous certificate keeps serving"),
+        "{error}"
+    );
+
+    let channel = tls_channel(app.addr, client_tls(&pki.ca, None))
+        .await
+        .unwrap();
+    issue_on(channel).await.unwrap();
+    app.issue("hs256", "on-the-open-connection").await;
+
+    // Fixed files are picked up at the next poll, and the error goes away.
+    let next = pki.ca.server_cert_named("the next server certificate");
+    pki.files.replace(&next);
+    eventually(|| async {
+        let listing = app
+            .admin
+            .clone()
+            .list_keys(token_authority::proto::ListKeysRequest::default())
+            .await
+            .ok()?
+            .into_inner();
+        listing.last_reload_error.is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_key_that_does_not_match_the_new_certificate_is_refused_by_reload() {
+    let (mut app, pki) = spawn_tls_app(false, None).await;
+    let next = pki.ca.server_cert();
+    std::fs::write(&pki.files.cert_file, &next.cert_pem).unwrap();
+    let status = app
+        .admin
+        .reload(token_authority::proto::ReloadRequest {})
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().contains("server.tls.key_file"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("does not match"),
+        "{}",
+        status.message()
+    );
+    // The old certificate and key still serve new connections.
+    let channel = tls_channel(app.addr, client_tls(&pki.ca, None))
+        .await
+        .unwrap();
+    issue_on(channel).await.unwrap();
+}
+
+/// Loading the test configuration with this `[server.tls]` table fails; the message.
+fn refusal(tls_table: &str, dir: &std::path::Path) -> String {
+    crate::helpers::test_env();
+    for name in ["hs256", "hs384", "hs512"] {
+        std::fs::write(dir.join(format!("{name}.secret")), vec![b'x'; 64]).unwrap();
+    }
+    let toml = test_config() + tls_table;
+    let e = token_authority::state::config::Config::from_toml(&toml, "tls.toml", dir).unwrap_err();
+    format!("{e:#}")
+}
+
+#[test]
+fn start_up_refuses_tls_files_that_do_not_load_naming_the_file_the_field_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new("test CA");
+    let (server, other) = (ca.server_cert(), ca.server_cert());
+    std::fs::write(d.join("server.pem"), &server.cert_pem).unwrap();
+    std::fs::write(d.join("server.key"), &server.key_pem).unwrap();
+    std::fs::write(d.join("other.key"), &other.key_pem).unwrap();
+    std::fs::write(d.join("garbage.pem"), "hello\n").unwrap();
+    let table = |cert: &str, key: &str, ca: Option<&str>| {
+        let ca = ca.map_or(String::new(), |ca| format!("client_ca_file = \"{ca}\"\n"));
+        format!("\n[server.tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n{ca}")
+    };
+    let cases = [
+        (
+            table("missing.pem", "server.key", None),
+            [
+                "tls.toml",
+                "server.tls.cert_file",
+                "missing.pem",
+                "cannot read the file",
+            ],
+        ),
+        (
+            table("garbage.pem", "server.key", None),
+            [
+                "tls.toml",
+                "server.tls.cert_file",
+                "garbage.pem",
+                "no PEM CERTIFICATE block",
+            ],
+        ),
+        (
+            table("server.pem", "garbage.pem", None),
+            [
+                "tls.toml",
+                "server.tls.key_file",
+                "garbage.pem",
+                "no PEM private key block",
+            ],
+        ),
+        (
+            table("server.pem", "other.key", None),
+            [
+                "tls.toml",
+                "server.tls.key_file",
+                "other.key",
+                "does not match",
+            ],
+        ),
+        (
+            table("server.pem", "server.key", Some("no-ca.pem")),
+            [
+                "tls.toml",
+                "server.tls.client_ca_file",
+                "no-ca.pem",
+                "cannot read the file",
+            ],
+        ),
+        (
+            table("server.pem", "server.key", Some("garbage.pem")),
+            [
+                "tls.toml",
+                "server.tls.client_ca_file",
+                "garbage.pem",
+                "no PEM CERTIFICATE block",
+            ],
+        ),
+    ];
+    for (tls_table, expected) in cases {
+        let message = refusal(&tls_table, d);
+        for part in expected {
+            assert!(message.contains(part), "{part:?} missing from: {message}");
+        }
+    }
+    let misspelt = refusal(
+        "\n[server.tls]\ncert = \"server.pem\"\nkey_file = \"server.key\"\n",
+        d,
+    );
+    assert!(misspelt.contains("unknown field `cert`"), "{misspelt}");
 }

@@ -84,7 +84,12 @@ impl TlsFiles {
         let chain = certificates(&cert_bytes).with_context(in_cert)?;
         let leaf = summarize(&chain).with_context(in_cert)?;
         let key = PrivateKeyDer::from_pem_slice(&key_bytes)
-            .map_err(|e| pem_error(e, "PRIVATE KEY (PKCS#8, SEC1 or PKCS#1)"))
+            .map_err(|e| {
+                pem_error(
+                    e,
+                    "private key block (PKCS#8 PRIVATE KEY, SEC1 EC PRIVATE KEY or PKCS#1 RSA PRIVATE KEY)",
+                )
+            })
             .with_context(in_key)?;
         let signing_key = provider
             .key_provider
@@ -211,7 +216,7 @@ fn fingerprint_of(parts: &[Result<&[u8], std::io::ErrorKind>]) -> Fingerprint {
 fn certificates(bytes: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let chain = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(e, "CERTIFICATE"))?;
+        .map_err(|e| pem_error(e, "CERTIFICATE block"))?;
     if chain.is_empty() {
         bail!("no PEM CERTIFICATE block in the file");
     }
@@ -220,7 +225,7 @@ fn certificates(bytes: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 
 fn pem_error(e: pem::Error, wanted: &str) -> anyhow::Error {
     match e {
-        pem::Error::NoItemsFound => anyhow!("no PEM {wanted} block in the file"),
+        pem::Error::NoItemsFound => anyhow!("no PEM {wanted} in the file"),
         other => anyhow!("not valid PEM: {other}"),
     }
 }
