@@ -203,7 +203,11 @@ fn bearer_subject(
 }
 
 /// Whether `who` may make `call`: its policy, then (for Issue and LoginUrl) its rate.
-pub fn authorize(snapshot: &Snapshot, who: &Who<'_>, call: &Call<'_>) -> Result<(), crate::api::error::ApiError> {
+pub fn authorize(
+    snapshot: &Snapshot,
+    who: &Who<'_>,
+    call: &Call<'_>,
+) -> Result<(), crate::api::error::ApiError> {
     let Who::Caller { index, caller } = who else {
         return Ok(());
     };

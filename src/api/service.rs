@@ -67,7 +67,16 @@ impl TokenAuthorityService {
         trail: &mut Trail,
         req: proto::IssueRequest,
     ) -> Result<proto::IssueResponse, ApiError> {
-        let request = self.admit_issuing(snapshot, context, trail, Rpc::Issue, &req.profile, req.subject, req.claims, req.ttl)?;
+        let request = self.admit_issuing(
+            snapshot,
+            context,
+            trail,
+            Rpc::Issue,
+            &req.profile,
+            req.subject,
+            req.claims,
+            req.ttl,
+        )?;
         let profile = self.profile(snapshot, &req.profile)?;
         let request = IssueRequest {
             audience: req.audience,
@@ -179,7 +188,16 @@ impl TokenAuthorityService {
         trail: &mut Trail,
         req: proto::LoginUrlRequest,
     ) -> Result<proto::LoginUrlResponse, ApiError> {
-        let request = self.admit_issuing(snapshot, context, trail, Rpc::LoginUrl, &req.profile, req.subject, req.claims, req.ttl)?;
+        let request = self.admit_issuing(
+            snapshot,
+            context,
+            trail,
+            Rpc::LoginUrl,
+            &req.profile,
+            req.subject,
+            req.claims,
+            req.ttl,
+        )?;
         let profile = self.profile(snapshot, &req.profile)?;
         let link = token::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
         record_issued(&link.issued);

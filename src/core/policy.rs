@@ -120,7 +120,11 @@ impl Grant {
         };
         let profile = match profile {
             "*" => None,
-            "" => return Err(format!("{text:?}: the profile is empty; write a profile name or *")),
+            "" => {
+                return Err(format!(
+                    "{text:?}: the profile is empty; write a profile name or *"
+                ));
+            }
             name => Some(name.to_owned()),
         };
         Ok(Grant {
@@ -333,7 +337,10 @@ impl Caller {
             }));
         }
         if let Some(allowed) = &self.claims
-            && let Some(name) = call.claims.iter().find(|c| !allowed.iter().any(|a| a == *c))
+            && let Some(name) = call
+                .claims
+                .iter()
+                .find(|c| !allowed.iter().any(|a| a == *c))
         {
             return Err(denied(Denial::Claim { name: cut(name) }));
         }
@@ -458,7 +465,9 @@ pub struct Policy {
 pub enum PolicyError {
     #[error("caller {0:?}: the name is used by another caller; names must be unique")]
     DuplicateName(String),
-    #[error("caller {second:?}: {kind} is also the identity of caller {first:?}; identities must be unique")]
+    #[error(
+        "caller {second:?}: {kind} is also the identity of caller {first:?}; identities must be unique"
+    )]
     DuplicateIdentity {
         first: String,
         second: String,
@@ -505,7 +514,9 @@ impl Policy {
             Credential::Certificate { uri_sans, dns_sans } => match uri_sans.first() {
                 Some(uri) => self.position(|id| matches!(id, Identity::SpiffeId(s) if s == uri)),
                 None => dns_sans.iter().find_map(|dns| {
-                    self.position(|id| matches!(id, Identity::DnsName(s) if s.eq_ignore_ascii_case(dns)))
+                    self.position(
+                        |id| matches!(id, Identity::DnsName(s) if s.eq_ignore_ascii_case(dns)),
+                    )
                 }),
             },
             Credential::TokenSubject(sub) => {
@@ -573,7 +584,10 @@ mod tests {
     #[test]
     fn a_grant_covers_exactly_its_rpc_and_profile() {
         let c = checked(caller(spiffe(), &["Issue:default", "Verify:*"]));
-        assert!(c.decide(&issue("", "u", &[], 60)).is_ok(), "empty is default");
+        assert!(
+            c.decide(&issue("", "u", &[], 60)).is_ok(),
+            "empty is default"
+        );
         assert!(c.decide(&Call::of(Rpc::Verify, "sso")).is_ok());
         let e = c.decide(&issue("sso", "u", &[], 60)).unwrap_err();
         assert_eq!(e.denial, Denial::NotGranted);
@@ -588,7 +602,9 @@ mod tests {
     #[test]
     fn key_admin_needs_its_own_grant_and_a_token_wildcard_does_not_give_it() {
         let tokens = checked(caller(spiffe(), &["*:*"]));
-        let e = tokens.decide(&Call::of(Rpc::RotateKey, "default")).unwrap_err();
+        let e = tokens
+            .decide(&Call::of(Rpc::RotateKey, "default"))
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "caller \"billing\" may not call KeyAdmin/RotateKey on profile \"default\": no allow entry grants it"
@@ -599,7 +615,11 @@ mod tests {
         assert!(rotate.decide(&Call::of(Rpc::Reload, "")).is_err());
         assert!(rotate.decide(&Call::of(Rpc::Issue, "default")).is_err());
         let all = checked(caller(spiffe(), &["KeyAdmin/*"]));
-        assert!(Rpc::ADMIN.iter().all(|rpc| all.decide(&Call::of(*rpc, "")).is_ok()));
+        assert!(
+            Rpc::ADMIN
+                .iter()
+                .all(|rpc| all.decide(&Call::of(*rpc, "")).is_ok())
+        );
     }
 
     #[test]
@@ -609,15 +629,31 @@ mod tests {
         spec.claims = Some(vec!["role".into(), "email".into()]);
         spec.max_ttl = Some(Duration::from_secs(600));
         let c = checked(spec);
-        assert!(c.decide(&issue("default", "user-7", &["role"], 600)).is_ok());
+        assert!(
+            c.decide(&issue("default", "user-7", &["role"], 600))
+                .is_ok()
+        );
         let subject = c.decide(&issue("default", "admin", &[], 60)).unwrap_err();
         assert_eq!(subject.denial.rule(), "subjects");
         assert!(subject.to_string().contains("^user-[0-9]+$"), "{subject}");
         assert!(!subject.to_string().contains("admin"), "{subject}");
-        let claim = c.decide(&issue("default", "user-7", &["role", "groups"], 60)).unwrap_err();
-        assert_eq!(claim.denial, Denial::Claim { name: "groups".into() });
+        let claim = c
+            .decide(&issue("default", "user-7", &["role", "groups"], 60))
+            .unwrap_err();
+        assert_eq!(
+            claim.denial,
+            Denial::Claim {
+                name: "groups".into()
+            }
+        );
         let ttl = c.decide(&issue("default", "user-7", &[], 601)).unwrap_err();
-        assert_eq!(ttl.denial, Denial::Ttl { asked: 601, cap: 600 });
+        assert_eq!(
+            ttl.denial,
+            Denial::Ttl {
+                asked: 601,
+                cap: 600
+            }
+        );
         let mut login = issue("sso", "nobody", &[], 9999);
         login.rpc = Rpc::LoginUrl;
         assert_eq!(c.decide(&login).unwrap_err().denial.rule(), "subjects");
@@ -642,7 +678,10 @@ mod tests {
         let mut spec = caller(spiffe(), &["Issue:*"]);
         spec.subjects = Some("user-(".into());
         let msg = Caller::new(spec, &[]).unwrap_err().to_string();
-        assert!(msg.starts_with("subjects \"user-(\" is not a regular expression"), "{msg}");
+        assert!(
+            msg.starts_with("subjects \"user-(\" is not a regular expression"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -660,29 +699,49 @@ mod tests {
             checked(spec("billing", spiffe())),
             checked(spec("ops", Identity::DnsName("ops.internal".into()))),
             checked(spec("reports", Identity::ApiKeySha256(digest))),
-            checked(spec("k8s", Identity::TokenSubject("system:serviceaccount:a:b".into()))),
+            checked(spec(
+                "k8s",
+                Identity::TokenSubject("system:serviceaccount:a:b".into()),
+            )),
         ])
         .unwrap();
         let name = |c: Credential<'_>| policy.identify(c).map(|(_, c)| c.name().to_owned());
         let uris = ["spiffe://example.org/billing".to_owned()];
         let dns = ["other.internal".to_owned(), "ops.internal".to_owned()];
         assert_eq!(
-            name(Credential::Certificate { uri_sans: &uris, dns_sans: &dns }).as_deref(),
+            name(Credential::Certificate {
+                uri_sans: &uris,
+                dns_sans: &dns
+            })
+            .as_deref(),
             Some("billing"),
             "a URI SAN wins over DNS SANs"
         );
         assert_eq!(
-            name(Credential::Certificate { uri_sans: &[], dns_sans: &dns }).as_deref(),
+            name(Credential::Certificate {
+                uri_sans: &[],
+                dns_sans: &dns
+            })
+            .as_deref(),
             Some("ops")
         );
         assert_eq!(name(Credential::ApiKey(key)).as_deref(), Some("reports"));
-        assert_eq!(name(Credential::ApiKey(b"k3y-of-the-reports-servicf")), None);
+        assert_eq!(
+            name(Credential::ApiKey(b"k3y-of-the-reports-servicf")),
+            None
+        );
         assert_eq!(
             name(Credential::TokenSubject("system:serviceaccount:a:b")).as_deref(),
             Some("k8s")
         );
-        assert_eq!(name(Credential::TokenSubject("spiffe://example.org/billing")), None);
-        assert_eq!(policy.callers()[2].identity().to_string().len(), "api-key:sha256:".len() + 12);
+        assert_eq!(
+            name(Credential::TokenSubject("spiffe://example.org/billing")),
+            None
+        );
+        assert_eq!(
+            policy.callers()[2].identity().to_string().len(),
+            "api-key:sha256:".len() + 12
+        );
     }
 
     #[test]
@@ -691,7 +750,10 @@ mod tests {
         let mut b = a.clone();
         b.name = "other".into();
         let e = Policy::new(vec![a.clone(), b]).unwrap_err().to_string();
-        assert!(e.contains("spiffe_id is also the identity of caller \"billing\""), "{e}");
+        assert!(
+            e.contains("spiffe_id is also the identity of caller \"billing\""),
+            "{e}"
+        );
         let mut c = a.clone();
         c.identity = Identity::DnsName("x".into());
         let e = Policy::new(vec![a, c]).unwrap_err().to_string();

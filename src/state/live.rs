@@ -20,8 +20,8 @@ use crate::core::clock::Clock;
 use crate::core::keys::KeyId;
 use crate::core::profile::{self, ProfileName, Profiles};
 use crate::core::rotation::{self, KeyState};
-use crate::state::config::{Audit, Callers, Config};
 use crate::state::config::tls::{Fingerprint, TlsMaterial};
+use crate::state::config::{Audit, Callers, Config};
 use crate::state::managed::{Managed, managed_dir};
 
 /// What every call reads: the profiles and the settings that go with them.

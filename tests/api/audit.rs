@@ -107,13 +107,21 @@ async fn unauthenticated_and_denied_calls_are_audited_whichever_rpc_they_were() 
         "outcome=\"unauthenticated\"",
         "reason=\"unknown_api_key\"",
     ] {
-        assert!(unauthenticated.contains(field), "{field} missing from {unauthenticated}");
+        assert!(
+            unauthenticated.contains(field),
+            "{field} missing from {unauthenticated}"
+        );
     }
     let denied = lines
         .iter()
         .find(|l| l.contains("profile=\"audit-probe-denied\""))
         .expect("the denied Jwks is audited");
-    for field in ["caller=\"billing\"", "rpc=Jwks", "outcome=\"denied\"", "rule=\"allow\""] {
+    for field in [
+        "caller=\"billing\"",
+        "rpc=Jwks",
+        "outcome=\"denied\"",
+        "rule=\"allow\"",
+    ] {
         assert!(denied.contains(field), "{field} missing from {denied}");
     }
     assert!(!logs.contains("not-a-configured-key-0123456789"));
@@ -241,13 +249,20 @@ async fn the_binary_writes_audit_events_as_json_lines_beside_a_text_log() {
     );
     assert_eq!(event["subject_hmac"].as_str().unwrap().len(), 64);
     assert!(event.get("subject").is_none(), "{event}");
-    assert!(event.get("span").is_none(), "audit events carry no span fields: {event}");
+    assert!(
+        event.get("span").is_none(),
+        "audit events carry no span fields: {event}"
+    );
     let all = lines.join("\n");
     for secret in ["user-31337", BILLING_KEY, token.as_str()] {
         assert!(!all.contains(secret), "{secret} reached stdout");
     }
     // The service log itself stays text.
-    assert!(lines.iter().any(|l| l.contains("listening") && !l.starts_with('{')));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("listening") && !l.starts_with('{'))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

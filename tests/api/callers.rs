@@ -179,7 +179,10 @@ async fn an_unknown_api_key_is_unauthenticated_and_never_echoed() {
         .unwrap_err();
     assert_status(&status, Code::Unauthenticated, "unknown API key");
     assert!(!status.message().contains(wrong));
-    assert!(!crate::helpers::captured_logs().contains(wrong), "the key was logged");
+    assert!(
+        !crate::helpers::captured_logs().contains(wrong),
+        "the key was logged"
+    );
 }
 
 #[tokio::test]
@@ -192,7 +195,11 @@ async fn two_credentials_in_one_call_are_refused_saying_so() {
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     let status = client(&app).verify(request).await.unwrap_err();
     assert_status(&status, Code::Unauthenticated, "more than one credential");
-    assert!(status.message().contains("x-api-key"), "{}", status.message());
+    assert!(
+        status.message().contains("x-api-key"),
+        "{}",
+        status.message()
+    );
     assert!(!status.message().contains(&token));
 }
 
@@ -205,7 +212,10 @@ async fn a_bearer_token_from_the_caller_profile_identifies_its_subject() {
         .await
         .unwrap()
         .into_inner();
-    assert!(!answer.valid, "the call was answered: the caller is reports");
+    assert!(
+        !answer.valid,
+        "the call was answered: the caller is reports"
+    );
     // reports may verify but not issue: its policy, not its token, decides.
     let status = client(&app)
         .issue(with_bearer(issue_request("hs256", "user-1"), &token))
@@ -251,12 +261,21 @@ async fn refused_bearer_tokens_say_why_without_echoing_the_token() {
         .verify(with_bearer(verify_request("x"), &good))
         .await
         .unwrap_err();
-    assert_status(&status, Code::Unauthenticated, "bearer token refused: expired");
+    assert_status(
+        &status,
+        Code::Unauthenticated,
+        "bearer token refused: expired",
+    );
 }
 
 async fn denied(app: &TestApp, request: Request<IssueRequest>) -> tonic::Status {
     let status = client(app).issue(request).await.unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied, "{}", status.message());
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status.message()
+    );
     status
 }
 
@@ -279,7 +298,11 @@ async fn each_policy_rule_is_named_when_a_known_caller_breaks_it() {
         "caller \"billing\" may not call Jwks on profile \"hs256\": no allow entry grants it",
     );
     // Profile: Issue is granted for hs256 only.
-    let status = denied(&app, with_key(issue_request("es256", "user-1"), BILLING_KEY)).await;
+    let status = denied(
+        &app,
+        with_key(issue_request("es256", "user-1"), BILLING_KEY),
+    )
+    .await;
     assert_eq!(
         status.message(),
         "caller \"billing\" may not call Issue on profile \"es256\": no allow entry grants it"
@@ -310,7 +333,9 @@ async fn each_policy_rule_is_named_when_a_known_caller_breaks_it() {
     });
     let status = denied(&app, with_key(request, BILLING_KEY)).await;
     assert!(
-        status.message().ends_with("ttl 601s is above its max_ttl of 600s"),
+        status
+            .message()
+            .ends_with("ttl 601s is above its max_ttl of 600s"),
         "{}",
         status.message()
     );
@@ -327,7 +352,11 @@ async fn each_policy_rule_is_named_when_a_known_caller_breaks_it() {
         ))
         .await
         .unwrap_err();
-    assert_status(&status, Code::PermissionDenied, "LoginUrl on profile \"seatable\"");
+    assert_status(
+        &status,
+        Code::PermissionDenied,
+        "LoginUrl on profile \"seatable\"",
+    );
     let link = client(&app)
         .login_url(with_key(
             LoginUrlRequest {
@@ -467,10 +496,15 @@ fn a_non_loopback_listen_address_without_callers_is_refused_unless_allowed() {
     let open = test_config().replacen("127.0.0.1:0", "0.0.0.0:50051", 1);
     let message = refused(&open);
     assert!(
-        message.starts_with("callers.toml: the service would listen on 0.0.0.0:50051 with no [[callers]] configured"),
+        message.starts_with(
+            "callers.toml: the service would listen on 0.0.0.0:50051 with no [[callers]] configured"
+        ),
         "{message}"
     );
-    assert!(message.contains("allow_unauthenticated = true"), "{message}");
+    assert!(
+        message.contains("allow_unauthenticated = true"),
+        "{message}"
+    );
     let allowed = open.replacen("[server]\n", "[server]\nallow_unauthenticated = true\n", 1);
     assert!(load(&allowed).is_ok());
     let with_callers = callers_config().replacen("127.0.0.1:0", "0.0.0.0:50051", 1);
@@ -482,7 +516,9 @@ fn admin_without_a_caller_allowed_key_admin_is_refused() {
     let config = callers_config().replace("\"KeyAdmin/*\", ", "");
     let message = refused(&config);
     assert!(
-        message.starts_with("callers.toml: server.admin = true, but no [[callers]] entry may use KeyAdmin"),
+        message.starts_with(
+            "callers.toml: server.admin = true, but no [[callers]] entry may use KeyAdmin"
+        ),
         "{message}"
     );
 }
@@ -520,7 +556,10 @@ fn every_caller_mistake_names_the_file_the_entry_and_the_reason() {
             "callers.toml: callers[1] \"minter\": api_key_sha256 must be the 64 hex characters",
         ),
         (
-            base.replace("token_subject = \"svc-reports\"", "token_subject = \"svc-reports\"\ndns_name = \"r\""),
+            base.replace(
+                "token_subject = \"svc-reports\"",
+                "token_subject = \"svc-reports\"\ndns_name = \"r\"",
+            ),
             "callers.toml: callers[2] \"reports\": set exactly one of spiffe_id, dns_name, token_subject or api_key_sha256, not dns_name and token_subject",
         ),
         (
@@ -534,8 +573,14 @@ fn every_caller_mistake_names_the_file_the_entry_and_the_reason() {
     ];
     for (config, says) in cases {
         let message = refused(&config);
-        assert!(message.starts_with(says), "{message}\nshould start with\n{says}");
-        assert!(!message.contains(MINTER_KEY) || says.contains("64 hex"), "{message}");
+        assert!(
+            message.starts_with(says),
+            "{message}\nshould start with\n{says}"
+        );
+        assert!(
+            !message.contains(MINTER_KEY) || says.contains("64 hex"),
+            "{message}"
+        );
     }
 }
 
@@ -593,7 +638,11 @@ async fn a_client_certificate_identifies_its_caller_by_spiffe_id_or_dns_name() {
         .await
         .unwrap();
     let status = issue_over(channel.clone()).await.unwrap_err();
-    assert_status(&status, Code::PermissionDenied, "caller \"ops\" may not call Issue");
+    assert_status(
+        &status,
+        Code::PermissionDenied,
+        "caller \"ops\" may not call Issue",
+    );
     let answer = TokenAuthorityClient::new(channel)
         .verify(verify_request(&token))
         .await
@@ -617,7 +666,10 @@ async fn a_missing_foreign_or_expired_client_certificate_is_unauthenticated_with
             "client certificate refused: ",
         ),
         (
-            Some(pki.ca.client_with_uri("spiffe://example.org/ns/prod/sa/stranger")),
+            Some(
+                pki.ca
+                    .client_with_uri("spiffe://example.org/ns/prod/sa/stranger"),
+            ),
             "the client certificate names no configured caller",
         ),
     ];
@@ -630,7 +682,11 @@ async fn a_missing_foreign_or_expired_client_certificate_is_unauthenticated_with
         assert_status(&status, Code::Unauthenticated, says);
         reasons.push(status.message().to_owned());
     }
-    assert!(reasons[1].contains("CA") || reasons[1].contains("issu"), "{}", reasons[1]);
+    assert!(
+        reasons[1].contains("CA") || reasons[1].contains("issu"),
+        "{}",
+        reasons[1]
+    );
     assert!(reasons[2].contains("expired"), "{}", reasons[2]);
 }
 
@@ -652,7 +708,13 @@ fn serve_and_config_check_refuse_a_public_address_without_callers_and_say_how_to
             .unwrap()
     };
     // The embedded default listens on loopback; --listen moves it to every interface.
-    let serve = run(&["serve", "--listen", "0.0.0.0:0", "--http-listen", "127.0.0.1:0"]);
+    let serve = run(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!serve.status.success());
     let stderr = String::from_utf8_lossy(&serve.stderr);
     assert!(
@@ -666,5 +728,8 @@ fn serve_and_config_check_refuse_a_public_address_without_callers_and_say_how_to
     let check = run(&["config", "check", "--config", config.to_str().unwrap()]);
     assert!(!check.status.success());
     let stderr = String::from_utf8_lossy(&check.stderr);
-    assert!(stderr.contains("public.toml: the service would listen on 0.0.0.0:50051"), "{stderr}");
+    assert!(
+        stderr.contains("public.toml: the service would listen on 0.0.0.0:50051"),
+        "{stderr}"
+    );
 }

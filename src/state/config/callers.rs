@@ -167,7 +167,11 @@ fn identity(entry: &RawCaller) -> anyhow::Result<Identity> {
             if given.is_empty() {
                 "none".to_owned()
             } else {
-                given.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(" and ")
+                given
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             }
         );
     };
@@ -213,7 +217,11 @@ fn hex(text: &str) -> Option<Vec<u8>> {
 
 /// `"200/s"` (or `/m`, `/h`) and an optional burst, which defaults to a second's worth.
 fn rate(text: &str, burst: Option<u32>) -> anyhow::Result<RateLimit> {
-    let bad = || anyhow!("rate {text:?}: write calls per second, minute or hour, such as \"200/s\", \"30/m\" or \"1000/h\"");
+    let bad = || {
+        anyhow!(
+            "rate {text:?}: write calls per second, minute or hour, such as \"200/s\", \"30/m\" or \"1000/h\""
+        )
+    };
     let (count, unit) = text.split_once('/').ok_or_else(bad)?;
     let count: u32 = count.trim().parse().map_err(|_| bad())?;
     let count = NonZeroU32::new(count).ok_or_else(bad)?;

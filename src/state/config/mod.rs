@@ -204,7 +204,14 @@ impl Config {
             &names,
             &origin,
         )?;
-        if server.admin && !callers.is_empty() && !callers.policy().callers().iter().any(|c| c.may_administer()) {
+        if server.admin
+            && !callers.is_empty()
+            && !callers
+                .policy()
+                .callers()
+                .iter()
+                .any(|c| c.may_administer())
+        {
             bail!(
                 "{origin}: server.admin = true, but no [[callers]] entry may use KeyAdmin; add \"KeyAdmin/*\" (or \"KeyAdmin/RotateKey\", …) to the allow list of the caller that administers keys, or set admin = false"
             );
