@@ -73,7 +73,8 @@ pub enum Unauthenticated {
     NoCredentials,
     #[error("more than one credential ({0}); present exactly one")]
     Several(String),
-    #[error("client certificate refused: {0}")]
+    /// The transport's reason, which names the client certificate itself.
+    #[error("{0}")]
     Certificate(String),
     #[error("the client certificate names no configured caller (its identity is {0:?})")]
     UnknownCertificate(String),

@@ -659,11 +659,11 @@ async fn a_missing_foreign_or_expired_client_certificate_is_unauthenticated_with
         (None, "no credentials"),
         (
             Some(other_ca.client_with_uri(BILLING_SPIFFE)),
-            "client certificate refused: ",
+            "client certificate is not issued by the configured client CA",
         ),
         (
             Some(pki.ca.expired_client(BILLING_SPIFFE)),
-            "client certificate refused: ",
+            "client certificate has expired",
         ),
         (
             Some(
@@ -673,21 +673,13 @@ async fn a_missing_foreign_or_expired_client_certificate_is_unauthenticated_with
             "the client certificate names no configured caller",
         ),
     ];
-    let mut reasons = Vec::new();
     for (identity, says) in cases {
         let channel = tls_channel(app.addr, client_tls(&pki.ca, identity.as_ref()))
             .await
             .unwrap();
         let status = issue_over(channel).await.unwrap_err();
         assert_status(&status, Code::Unauthenticated, says);
-        reasons.push(status.message().to_owned());
     }
-    assert!(
-        reasons[1].contains("CA") || reasons[1].contains("issu"),
-        "{}",
-        reasons[1]
-    );
-    assert!(reasons[2].contains("expired"), "{}", reasons[2]);
 }
 
 // ---- the binary refuses, as an operator meets it ------------------------------------------
