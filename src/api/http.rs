@@ -12,6 +12,9 @@
 //! Every document carries `Cache-Control: max-age` (server.jwks_cache) and a strong `ETag`,
 //! and answers `If-None-Match` with 304. Documents are built per request from the live
 //! snapshot, so a key appears and disappears exactly on its schedule.
+//!
+//! Connections come from [`Incoming`], as gRPC's do: over TLS (ALPN `http/1.1`) when
+//! `[server.tls]` is configured.
 
 use std::future::Future;
 use std::sync::Arc;
