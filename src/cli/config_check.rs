@@ -171,6 +171,30 @@ impl Report<'_> {
                 let _ = writeln!(text, "client certs:  {clients}");
             }
         }
+        self.write_callers(text);
+    }
+
+    /// Who may call: the callers by name and identity kind, or why none are needed.
+    fn write_callers(&self, text: &mut String) {
+        let config = self.config;
+        let callers = config.callers.policy().callers();
+        if callers.is_empty() {
+            let why = if config.allow_unauthenticated {
+                "none (allow_unauthenticated = true: anyone who reaches the port may call)"
+            } else {
+                "none (calls are not authenticated; served on loopback only)"
+            };
+            let _ = writeln!(text, "callers:       {why}");
+            return;
+        }
+        let listed: Vec<String> = callers
+            .iter()
+            .map(|c| format!("{} ({})", c.name(), c.identity().kind()))
+            .collect();
+        let _ = writeln!(text, "callers:       {}", listed.join(", "));
+        if let Some(profile) = config.callers.caller_profile() {
+            let _ = writeln!(text, "bearer tokens: verified by profile {profile:?}");
+        }
     }
 
     /// One line a key, its id padded to the longest so the columns line up.

@@ -488,6 +488,11 @@ fn config_check_on_the_embedded_default_lists_its_profiles_and_leaves_the_data_d
     }
     assert!(listing.contains("listen:"), "{listing}");
     assert!(listing.contains("admin:"), "{listing}");
+    assert!(
+        listing
+            .contains("callers:       none (calls are not authenticated; served on loopback only)"),
+        "{listing}"
+    );
     // Lifetimes read as the file writes them, and no profile seems to verify with nothing.
     assert!(listing.contains("rotate_every 24h,"), "{listing}");
     assert!(!listing.contains("1day"), "{listing}");
