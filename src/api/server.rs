@@ -127,6 +127,7 @@ impl Server {
         self.log_ready_profiles();
         // Keys are loaded and profiles built, so the service can answer from here on.
         set_health(&health, ServingStatus::Serving, self.served_names()).await;
+        self.live.serving_on(addr);
         self.log_listening(addr, http_addr);
 
         // TLS (or not) is chosen here, once: a reload can change the certificate, not whether

@@ -88,6 +88,9 @@ pub struct Live {
     clock: Arc<dyn Clock>,
     state: tokio::sync::Mutex<State>,
     reload_status: Mutex<ReloadStatus>,
+    /// The gRPC address actually bound (a `--listen` override included), which a reloaded
+    /// configuration must be safe to serve on.
+    served_on: Mutex<Option<std::net::SocketAddr>>,
     reloads_ok: AtomicU64,
     reloads_refused: AtomicU64,
     wake: tokio::sync::Notify,
@@ -122,6 +125,7 @@ impl Live {
                 tls_refused: None,
             }),
             reload_status: Mutex::new(ReloadStatus::default()),
+            served_on: Mutex::new(None),
             reloads_ok: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
@@ -149,6 +153,12 @@ impl Live {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Records the gRPC address being served, so a reload that drops every caller is refused
+    /// on a non-loopback address as start-up would refuse it.
+    pub fn serving_on(&self, addr: std::net::SocketAddr) {
+        *self.served_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
     }
 
     /// Reloads applied and refused since start.
@@ -235,6 +245,10 @@ impl Live {
         let started = std::time::Instant::now();
         let result = (|| {
             let config = state.config.reload()?;
+            let served_on = *self.served_on.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(addr) = served_on {
+                config.check_exposure(addr)?;
+            }
             let now = self.clock.unix_seconds();
             let managed = open_all(&config, &state.managed, now)?;
             let snapshot = build_snapshot(&config, &managed, self.clock.now())?;

@@ -725,3 +725,46 @@ fn serve_and_config_check_refuse_a_public_address_without_callers_and_say_how_to
         "{stderr}"
     );
 }
+
+#[test]
+fn a_reload_that_drops_every_caller_is_refused_on_a_public_address() {
+    use std::io::BufRead as _;
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("config.toml");
+    let base = "[server]\nhttp_listen = \"off\"\n\n[[keys]]\nid = \"k\"\nalgorithm = \"EdDSA\"\nprivate_key_file = \"k.pem\"\ngenerate = true\n\n[profiles.default]\nsigning_key = \"k\"\n";
+    let caller = format!(
+        "\n[[callers]]\nname = \"billing\"\napi_key_sha256 = \"{}\"\nallow = [\"Issue:default\"]\n",
+        sha256_hex(BILLING_KEY)
+    );
+    std::fs::write(&config, format!("{base}{caller}")).unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("RUST_LOG", "info")
+        .env_remove("TOKEN_AUTHORITY_LOG_FORMAT")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut until = |texts: &[&str]| {
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| texts.iter().any(|t| l.contains(t)))
+            .unwrap_or_else(|| panic!("no line with {texts:?}"))
+    };
+    until(&["listening"]);
+    std::fs::write(&config, base).unwrap();
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let refused = until(&["reload refused", "configuration reloaded"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        refused.contains("would listen on 0.0.0.0:") && refused.contains("no [[callers]]"),
+        "{refused}"
+    );
+}
