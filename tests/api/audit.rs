@@ -273,3 +273,65 @@ async fn audit_subjects_plain_writes_the_subject_as_asked() {
     assert_eq!(event["subject"], "user-31338");
     assert!(event.get("subject_hmac").is_none(), "{event}");
 }
+
+#[tokio::test]
+async fn the_audit_key_is_generated_once_private_and_kept_across_restarts() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let data_dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let first = crate::helpers::spawn_app_in(&callers_config(), data_dir.clone()).await;
+    let path = data_dir.path().join("audit.key");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let key = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(key.trim().len(), 64, "32 bytes as hex");
+    drop(first);
+    let _second = crate::helpers::spawn_app_in(&callers_config(), data_dir.clone()).await;
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        key,
+        "the key is reused"
+    );
+}
+
+#[test]
+fn a_configured_audit_key_file_must_exist_and_be_long_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |extra: &str| {
+        format!(
+            "[[keys]]\nid = \"k\"\nalgorithm = \"EdDSA\"\nprivate_key_file = \"k.pem\"\ngenerate = true\n\n[profiles.default]\nsigning_key = \"k\"\n\n[audit]\n{extra}"
+        )
+    };
+    let load = |extra: &str| {
+        token_authority::state::config::Config::check(
+            token_authority::state::config::ConfigSource::text(&config(extra), "audit.toml"),
+            dir.path(),
+        )
+        .map(|_| ())
+        .map_err(|e| format!("{e:#}"))
+    };
+    let missing = load("key_file = \"keys/audit.key\"\n").unwrap_err();
+    assert!(
+        missing.starts_with("audit.toml: audit.key_file ")
+            && missing.contains("keys/audit.key: cannot read it"),
+        "{missing}"
+    );
+    std::fs::write(dir.path().join("short.key"), "00112233").unwrap();
+    let short = load("key_file = \"short.key\"\n").unwrap_err();
+    assert!(
+        short.ends_with("the key must be at least 32 bytes"),
+        "{short}"
+    );
+    std::fs::write(dir.path().join("bad.key"), "not hex").unwrap();
+    let bad = load("key_file = \"bad.key\"\n").unwrap_err();
+    assert!(bad.ends_with("must hold the key as hex text"), "{bad}");
+    assert!(load("subjects = \"plain\"\n").is_ok());
+    assert!(
+        !dir.path().join("audit.key").exists(),
+        "config check writes nothing"
+    );
+    assert!(load("").is_ok());
+    assert!(
+        !dir.path().join("audit.key").exists(),
+        "config check writes nothing"
+    );
+}
