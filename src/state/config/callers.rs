@@ -292,3 +292,41 @@ fn generate(path: &Path, writes: Writes) -> anyhow::Result<Vec<u8>> {
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_bursts_a_second_s_worth_unless_told_and_then_refuses() {
+        assert_eq!(rate("200/s", None).unwrap().text(), "200/s, burst 200");
+        assert_eq!(rate("90/m", None).unwrap().text(), "90/m, burst 2");
+        assert_eq!(rate("10/h", None).unwrap().text(), "10/h, burst 1");
+        let limited = rate("1/h", Some(3)).unwrap();
+        assert!((0..3).all(|_| limited.take()));
+        assert!(
+            !limited.take(),
+            "the fourth call within the hour is over the rate"
+        );
+        for bad in ["0/s", "200", "200/d", "x/s", "-1/s"] {
+            assert!(rate(bad, None).is_err(), "{bad}");
+        }
+        assert!(rate("1/s", Some(0)).is_err());
+    }
+
+    #[test]
+    fn an_api_key_digest_is_64_hex_characters() {
+        let hex64 = "ab".repeat(32);
+        assert_eq!(digest(&hex64).unwrap(), [0xab; 32]);
+        assert_eq!(digest(&hex64.to_uppercase()).unwrap(), [0xab; 32]);
+        for bad in [
+            "ab".repeat(31),
+            "zz".repeat(32),
+            "the-key-itself".to_owned(),
+        ] {
+            let e = digest(&bad).unwrap_err().to_string();
+            assert!(e.contains("never the key itself"), "{e}");
+            assert!(!e.contains(&bad), "the value is not repeated: {e}");
+        }
+    }
+}
