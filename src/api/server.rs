@@ -203,6 +203,16 @@ impl Server {
 
     fn log_listening(&self, addr: SocketAddr, http_addr: Option<SocketAddr>) {
         let tls = self.live.tls();
+        if let Some(material) = &tls {
+            let leaf = material.leaf();
+            tracing::info!(
+                cert_file = %material.files().cert_file.display(),
+                subject = %leaf.subject,
+                names = %leaf.names.join(","),
+                not_after = %leaf.not_after,
+                "TLS certificate loaded"
+            );
+        }
         tracing::info!(
             %addr,
             http = %http_addr.map_or("off".to_owned(), |a| a.to_string()),

@@ -41,6 +41,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Finished connections waiting for the server to take them.
 const ACCEPT_QUEUE: usize = 128;
 
+/// Handshakes in progress at once; past this, new connections wait in the kernel's backlog, so
+/// a flood of silent clients costs a bounded number of tasks.
+const MAX_HANDSHAKES: usize = 1024;
+
 /// The application protocol a listener speaks, offered by ALPN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Alpn {
@@ -398,7 +402,12 @@ impl Stream for Incoming {
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<Tls>, ready: mpsc::Sender<Conn>) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            // The semaphore is never closed.
+            return;
+        };
         let (tcp, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -422,6 +431,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<Tls>, ready: mpsc::Sende
                         client_certificate: ClientCertificate::Absent,
                     },
                 };
+                drop(permit);
                 if ready.send(conn).await.is_err() {
                     return;
                 }
@@ -429,8 +439,10 @@ async fn accept_loop(listener: TcpListener, tls: Option<Tls>, ready: mpsc::Sende
             Some(tls) => {
                 let (tls, ready) = (tls.clone(), ready.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.handshake(tcp, remote)).await
-                    {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.handshake(tcp, remote)).await;
+                    drop(permit);
+                    match handshake {
                         Ok(Ok(conn)) => {
                             let _ = ready.send(conn).await;
                         }

@@ -216,10 +216,20 @@ signing_key = "k"
 /// Connects to `addr` over TLS trusting `ca`, presenting `client` if given, and returns the
 /// connection as the server's accept loop hands it over.
 async fn accepted(incoming: &mut Incoming, ca: &Ca, client: Option<&Leaf>) -> Conn {
+    accepted_with(incoming, ca, client, rustls::DEFAULT_VERSIONS).await
+}
+
+/// [`accepted`], the client offering only `versions`.
+async fn accepted_with(
+    incoming: &mut Incoming,
+    ca: &Ca,
+    client: Option<&Leaf>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Conn {
     let mut roots = RootCertStore::empty();
     roots.add(ca.der.clone()).unwrap();
     let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots);
     let mut config = match client {
@@ -298,4 +308,29 @@ async fn a_silent_client_does_not_hold_up_the_next_handshake() {
     .await
     .expect("a second client waited behind a silent one");
     assert!(conn.peer().remote.is_some());
+}
+
+#[tokio::test]
+async fn tls_1_2_and_1_3_clients_both_complete_with_alpn_h2_and_a_verified_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("client CA");
+    let live = live_with_tls(dir.path(), &ca);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut incoming =
+        Incoming::new(listener, Tls::for_listener(&live, Alpn::H2).unwrap()).unwrap();
+    let client = ca.leaf(|p| p.subject_alt_names = vec![dns("ops.internal")]);
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let conn = accepted_with(&mut incoming, &ca, Some(&client), &[version]).await;
+        let Io::Tls(stream) = &conn.io else {
+            panic!("not TLS")
+        };
+        let session = stream.get_ref().1;
+        assert_eq!(session.protocol_version(), Some(version.version));
+        assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
+        assert!(
+            matches!(&conn.peer.client_certificate, ClientCertificate::Verified { dns_sans, .. } if dns_sans == &["ops.internal"]),
+            "{:?}",
+            conn.peer
+        );
+    }
 }
