@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use token_authority::api::server;
+use token_authority::cli::TlsOptions;
 use token_authority::cli::config_check::check_config;
 use token_authority::cli::healthcheck::healthcheck;
 use token_authority::cli::keys_generate::{GenerateOptions, generate_key};
@@ -62,6 +63,8 @@ enum Command {
         /// Give up after this long.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        #[command(flatten)]
+        tls: TlsFlags,
     },
     /// Create signing keys, or list the keys a running service holds.
     Keys {
@@ -107,7 +110,33 @@ enum KeysCommand {
         /// Give up after this long.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        #[command(flatten)]
+        tls: TlsFlags,
     },
+}
+
+/// How a command reaches a service that serves TLS (`[server.tls]`).
+#[derive(Debug, clap::Args)]
+struct TlsFlags {
+    /// Speak TLS, trusting this CA (PEM) for the service's certificate.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Present this client certificate (PEM, leaf first); needs --key-file and --ca-file.
+    #[arg(long, requires = "key_file", requires = "ca_file")]
+    cert_file: Option<PathBuf>,
+    /// The private key of --cert-file (PEM).
+    #[arg(long, requires = "cert_file")]
+    key_file: Option<PathBuf>,
+}
+
+impl From<TlsFlags> for TlsOptions {
+    fn from(flags: TlsFlags) -> TlsOptions {
+        TlsOptions {
+            ca_file: flags.ca_file,
+            cert_file: flags.cert_file,
+            key_file: flags.key_file,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,7 +195,8 @@ fn main() -> ExitCode {
             addr,
             service,
             timeout,
-        } => runtime.block_on(healthcheck(&addr, service, timeout)),
+            tls,
+        } => runtime.block_on(healthcheck(&addr, service, timeout, &tls.into())),
         Command::Keys { command } => {
             telemetry::init(cli.log_format, LogTarget::Stderr);
             match command {
@@ -186,11 +216,13 @@ fn main() -> ExitCode {
                     profile,
                     json,
                     timeout,
+                    tls,
                 } => runtime.block_on(list_keys(&ListOptions {
                     addr,
                     profile,
                     json,
                     timeout,
+                    tls: tls.into(),
                 })),
             }
             .map(|()| ExitCode::SUCCESS)
@@ -225,6 +257,7 @@ async fn serve(
     // fails before it creates key files beside the first one's.
     let checked = Config::check(source.clone(), &data_dir)?;
     let addr = listen.unwrap_or(checked.listen);
+    checked.check_exposure(addr)?;
     let grpc = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

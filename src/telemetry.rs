@@ -22,34 +22,52 @@ pub enum LogTarget {
 }
 
 /// Installs the global subscriber; `RUST_LOG` overrides the target's default level.
+///
+/// Audit events (tracing target `audit`, see `api::audit`) are written as one JSON object per
+/// line whatever the format, beside the service log on the same stream; `RUST_LOG` filters them
+/// like any target (`RUST_LOG=warn,audit=info` keeps them with only warnings otherwise,
+/// `audit=off` drops them).
 pub fn init(format: LogFormat, target: LogTarget) {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    let (writer, ansi, level) = match target {
-        LogTarget::Stdout => (
-            BoxMakeWriter::new(std::io::stdout),
-            std::io::stdout().is_terminal(),
-            "info",
-        ),
-        LogTarget::Stderr => (
-            BoxMakeWriter::new(std::io::stderr),
-            std::io::stderr().is_terminal(),
-            "warn",
-        ),
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let writer = || match target {
+        LogTarget::Stdout => BoxMakeWriter::new(std::io::stdout),
+        LogTarget::Stderr => BoxMakeWriter::new(std::io::stderr),
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
+    let (ansi, level) = match target {
+        LogTarget::Stdout => (std::io::stdout().is_terminal(), "info"),
+        LogTarget::Stderr => (std::io::stderr().is_terminal(), "warn"),
+    };
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let is_audit = |m: &tracing::Metadata<'_>| m.target() == crate::api::audit::TARGET;
+    let service = tracing_subscriber::fmt::layer()
+        .with_writer(writer())
         .with_ansi(ansi);
-    // A second install (as in tests that start several servers) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let service = match format {
+        LogFormat::Text => service.boxed(),
+        LogFormat::Json => service
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-    };
+            .boxed(),
+    }
+    .with_filter(filter().and(filter_fn(move |m| !is_audit(m))));
+    // The audit record stands alone: no span fields, so nothing but what `api::audit` chose.
+    let audit = tracing_subscriber::fmt::layer()
+        .with_writer(writer())
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_filter(filter().and(filter_fn(is_audit)));
+    // A second install (as in tests that start several servers) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(service)
+        .with(audit)
+        .try_init();
 }

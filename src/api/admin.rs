@@ -7,11 +7,14 @@ use std::time::Instant;
 use tonic::{Request, Response, Status};
 use tracing::field::Empty;
 
+use crate::api::audit::Trail;
+use crate::api::auth::{self, CallContext};
 use crate::api::convert::{profile_keys, system_timestamp};
 use crate::api::error::{ApiError, UnknownProfile, shown};
 use crate::api::metrics::{Metrics, Outcome};
 use crate::api::service::finish;
 use crate::core::keys::KeyId;
+use crate::core::policy::{Call, Rpc};
 use crate::core::profile::Profile;
 use crate::proto;
 use crate::proto::key_admin_server::KeyAdmin;
@@ -25,7 +28,7 @@ pub struct KeyAdminService {
 }
 
 /// What a caller of a disabled admin service is told.
-const DISABLED: &str = "tokenauthority.v1.KeyAdmin is disabled on this server: it has no caller authentication yet, so it is served only when the configuration says [server] admin = true";
+const DISABLED: &str = "tokenauthority.v1.KeyAdmin is disabled on this server: it is served only when the configuration says [server] admin = true (and, with [[callers]] configured, only to a caller allowed \"KeyAdmin/*\" or the RPC)";
 
 impl KeyAdminService {
     /// Administers the live profiles; when not `enabled`, every call is refused with
@@ -58,6 +61,21 @@ impl KeyAdminService {
         } else {
             Err(Status::unimplemented(DISABLED))
         }
+    }
+
+    /// Authenticates the call and checks its caller may make it; every KeyAdmin RPC needs an
+    /// explicit `KeyAdmin/…` grant.
+    fn admit(
+        &self,
+        context: &CallContext,
+        trail: &mut Trail,
+        rpc: Rpc,
+        profile: &str,
+    ) -> Result<(), ApiError> {
+        let snapshot = self.live.current();
+        let who = auth::authenticate(&snapshot, context, self.live.clock().now())?;
+        trail.who(&who);
+        auth::authorize(&snapshot, &who, &Call::of(rpc, profile))
     }
 
     fn list_inner(&self, req: proto::ListKeysRequest) -> Result<proto::ListKeysResponse, ApiError> {
@@ -126,7 +144,13 @@ impl KeyAdmin for KeyAdminService {
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
         self.check_enabled()?;
         let started = Instant::now();
-        let result = self.list_inner(request.into_inner());
+        let (context, request) = CallContext::split(request);
+        let audit = self.live.current().audit.clone();
+        let mut trail = Trail::new(Rpc::ListKeys, &request.profile);
+        let result = self
+            .admit(&context, &mut trail, Rpc::ListKeys, &request.profile)
+            .and_then(|()| self.list_inner(request));
+        trail.finish(&audit, &result);
         self.counted("ListKeys", String::new(), started, result)
     }
 
@@ -137,20 +161,36 @@ impl KeyAdmin for KeyAdminService {
     ) -> Result<Response<proto::RotateKeyResponse>, Status> {
         self.check_enabled()?;
         let started = Instant::now();
-        let request = request.into_inner();
+        let (context, request) = CallContext::split(request);
         let profile = Metrics::profile_label(&self.live, &request.profile);
-        let result = self.rotate_inner(request).await;
+        let audit = self.live.current().audit.clone();
+        let mut trail = Trail::new(Rpc::RotateKey, &request.profile);
+        let result = match self.admit(&context, &mut trail, Rpc::RotateKey, &request.profile) {
+            Ok(()) => self.rotate_inner(request).await,
+            Err(e) => Err(e),
+        };
+        if let Ok(answer) = &result {
+            trail.key(&answer.new_key_id);
+        }
+        trail.finish(&audit, &result);
         self.counted("RotateKey", profile, started, result)
     }
 
     #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Reload", outcome = Empty, reason = Empty))]
     async fn reload(
         &self,
-        _request: Request<proto::ReloadRequest>,
+        request: Request<proto::ReloadRequest>,
     ) -> Result<Response<proto::ReloadResponse>, Status> {
         self.check_enabled()?;
         let started = Instant::now();
-        let result = self.reload_inner().await;
+        let (context, _) = CallContext::split(request);
+        let audit = self.live.current().audit.clone();
+        let mut trail = Trail::new(Rpc::Reload, "");
+        let result = match self.admit(&context, &mut trail, Rpc::Reload, "") {
+            Ok(()) => self.reload_inner().await,
+            Err(e) => Err(e),
+        };
+        trail.finish(&audit, &result);
         self.counted("Reload", String::new(), started, result)
     }
 }

@@ -5,6 +5,8 @@
 
 use tonic::{Code, Status};
 
+use crate::api::auth::{RateLimited, Unauthenticated};
+use crate::core::policy::Forbidden;
 use crate::core::token::IssueError;
 use crate::core::token::LoginError;
 use crate::state::live::AdminError;
@@ -28,6 +30,15 @@ pub enum ApiError {
     /// An admin action could not be done.
     #[error(transparent)]
     Admin(AdminError),
+    /// The call proved no caller identity.
+    #[error(transparent)]
+    Unauthenticated(#[from] Unauthenticated),
+    /// A known caller asked for something its `[[callers]]` entry does not allow.
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    /// A caller is over its rate.
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
 }
 
 /// A profile name no profile has, cut by [`shown`] so an answer never echoes a huge name.
@@ -51,6 +62,12 @@ pub enum Kind {
     InvalidArgument,
     /// The request is fine but the profile cannot do it.
     FailedPrecondition,
+    /// No credentials, or credentials that prove nothing; the message says why.
+    Unauthenticated,
+    /// A known caller outside its policy; the message names the caller, RPC, profile and rule.
+    PermissionDenied,
+    /// A caller over its rate.
+    ResourceExhausted,
     /// Our own fault; the message is logged, never sent.
     Internal,
 }
@@ -62,6 +79,9 @@ impl Kind {
             Kind::NotFound => "not_found",
             Kind::InvalidArgument => "invalid_argument",
             Kind::FailedPrecondition => "failed_precondition",
+            Kind::Unauthenticated => "unauthenticated",
+            Kind::PermissionDenied => "permission_denied",
+            Kind::ResourceExhausted => "resource_exhausted",
             Kind::Internal => "internal",
         }
     }
@@ -72,6 +92,9 @@ impl Kind {
             Kind::NotFound => Code::NotFound,
             Kind::InvalidArgument => Code::InvalidArgument,
             Kind::FailedPrecondition => Code::FailedPrecondition,
+            Kind::Unauthenticated => Code::Unauthenticated,
+            Kind::PermissionDenied => Code::PermissionDenied,
+            Kind::ResourceExhausted => Code::ResourceExhausted,
             Kind::Internal => Code::Internal,
         }
     }
@@ -90,6 +113,9 @@ impl ApiError {
                 Kind::FailedPrecondition
             }
             ApiError::Admin(AdminError::Failed(_)) => Kind::Internal,
+            ApiError::Unauthenticated(_) => Kind::Unauthenticated,
+            ApiError::Forbidden(_) => Kind::PermissionDenied,
+            ApiError::RateLimited(_) => Kind::ResourceExhausted,
             ApiError::Issue(e) | ApiError::Login(LoginError::Issue(e)) => match e {
                 IssueError::VerifyOnly { .. } | IssueError::NoActiveKey { .. } => {
                     Kind::FailedPrecondition

@@ -12,6 +12,9 @@
 //! Every document carries `Cache-Control: max-age` (server.jwks_cache) and a strong `ETag`,
 //! and answers `If-None-Match` with 304. Documents are built per request from the live
 //! snapshot, so a key appears and disappears exactly on its schedule.
+//!
+//! Connections come from [`Incoming`], as gRPC's do: over TLS (ALPN `http/1.1`) when
+//! `[server.tls]` is configured.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,11 +24,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
-use tokio::net::TcpListener;
 
 use crate::api::error::{UnknownProfile, shown};
 use crate::api::metrics::Metrics;
+use crate::api::tls::{Conn, Incoming};
 use crate::core::jwks;
 use crate::core::profile::Profile;
 use crate::state::live::{Live, Snapshot};
@@ -38,18 +40,33 @@ const JWKS: &str = "/.well-known/jwks.json";
 pub async fn serve(
     live: Arc<Live>,
     metrics: Arc<Metrics>,
-    listener: TcpListener,
+    listener: Incoming,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Small answers must not wait for Nagle's algorithm, as on the gRPC listener.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
     axum::serve(listener, router(live, metrics))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Connections come from the same accept loop as gRPC's: Nagle off, TLS handshakes concurrent.
+impl axum::serve::Listener for Incoming {
+    type Io = Conn;
+    type Addr = Option<std::net::SocketAddr>;
+
+    async fn accept(&mut self) -> (Conn, Self::Addr) {
+        match self.next_conn().await {
+            Some(conn) => {
+                let remote = conn.peer().remote;
+                (conn, remote)
+            }
+            // The accept loop only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(Some(Incoming::local_addr(self)))
+    }
 }
 
 /// The routes; see the module docs.

@@ -2,6 +2,8 @@
 //! the HTTP listener for JWKS, discovery and metrics, and the server that runs them all.
 
 pub mod admin;
+pub mod audit;
+pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod http;
@@ -9,3 +11,4 @@ pub mod metrics;
 pub mod peer;
 pub mod server;
 pub mod service;
+pub mod tls;

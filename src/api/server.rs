@@ -11,11 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::{Stream, StreamExt as _};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
@@ -26,6 +24,7 @@ use tonic_reflection::server as reflection;
 use crate::api::admin::KeyAdminService;
 use crate::api::metrics::Metrics;
 use crate::api::service::TokenAuthorityService;
+use crate::api::tls::{Alpn, Incoming, Tls};
 use crate::core::clock::Clock;
 use crate::proto::key_admin_server::KeyAdminServer;
 use crate::proto::token_authority_server::TokenAuthorityServer;
@@ -65,6 +64,22 @@ impl Server {
         let admin = config.admin;
         let max_request_bytes = config.max_request_bytes;
         let drain_timeout = config.drain_timeout;
+        if config.allow_unauthenticated {
+            if config.callers.is_empty() {
+                tracing::warn!(
+                    "[server] allow_unauthenticated = true: calls are not authenticated, so anyone who reaches the gRPC port can issue tokens for any subject; configure [[callers]] to stop this"
+                );
+            } else {
+                tracing::warn!(
+                    "[server] allow_unauthenticated has no effect: [[callers]] are configured, so every call must prove one"
+                );
+            }
+        }
+        tracing::info!(
+            callers = config.callers.policy().callers().len(),
+            bearer_profile = config.callers.caller_profile().unwrap_or("(none)"),
+            "caller authentication"
+        );
         for key in config.keys.sorted() {
             tracing::info!(kid = ?key.id(), alg = %key.algorithm(), can_sign = key.can_sign(), "key loaded");
         }
@@ -116,13 +131,25 @@ impl Server {
         self.live.refresh_remote_keys().await;
         // Keys are loaded and profiles built, so the service can answer from here on.
         set_health(&health, ServingStatus::Serving, self.served_names()).await;
+        self.live.serving_on(addr);
         self.log_listening(addr, http_addr);
 
+        // TLS (or not) is chosen here, once: a reload can change the certificate, not whether
+        // the listeners speak TLS.
+        let grpc = Incoming::new(listeners.grpc, Tls::for_listener(&self.live, Alpn::H2)?)
+            .context("accepting gRPC connections")?;
+        let http = match listeners.http {
+            Some(listener) => Some(
+                Incoming::new(listener, Tls::for_listener(&self.live, Alpn::Http11)?)
+                    .context("accepting HTTP connections")?,
+            ),
+            None => None,
+        };
         let stopping = CancellationToken::new();
-        let tasks = self.spawn_tasks(listeners.http, &stopping);
+        let tasks = self.spawn_tasks(http, &stopping);
         let (draining_tx, draining_rx) = oneshot::channel();
         let signal = shutdown_signal(shutdown, health, stopping, draining_tx);
-        let server = routes.serve_with_incoming_shutdown(without_nagle(listeners.grpc), signal);
+        let server = routes.serve_with_incoming_shutdown(grpc, signal);
         serve_until_drained(server, draining_rx, self.drain_timeout).await?;
         tasks.stop(self.drain_timeout).await;
         tracing::info!("stopped");
@@ -137,8 +164,8 @@ impl Server {
             self.metrics.clone(),
         ))
         .max_decoding_message_size(self.max_request_bytes);
-        // Until callers are authenticated, key administration is off unless asked for; off, it
-        // still answers, to say so (a bare UNIMPLEMENTED would leave operators guessing).
+        // Key administration is off unless asked for; off, it still answers, to say so (a bare
+        // UNIMPLEMENTED would leave operators guessing). On, its callers need a KeyAdmin grant.
         let admin_service = KeyAdminServer::new(KeyAdminService::new(
             self.live.clone(),
             self.admin,
@@ -180,9 +207,25 @@ impl Server {
     }
 
     fn log_listening(&self, addr: SocketAddr, http_addr: Option<SocketAddr>) {
+        let tls = self.live.tls();
+        if let Some(material) = &tls {
+            let leaf = material.leaf();
+            tracing::info!(
+                cert_file = %material.files().cert_file.display(),
+                subject = %leaf.subject,
+                names = %leaf.names.join(","),
+                not_after = %leaf.not_after,
+                "TLS certificate loaded"
+            );
+        }
         tracing::info!(
             %addr,
             http = %http_addr.map_or("off".to_owned(), |a| a.to_string()),
+            tls = match &tls {
+                None => "off",
+                Some(m) if m.client_verifier().is_some() => "on, client certificates requested",
+                Some(_) => "on",
+            },
             admin = self.admin,
             config = %self.origin,
             profiles = self.live.current().profiles.len(),
@@ -190,9 +233,16 @@ impl Server {
         );
     }
 
-    /// Starts the rotation task (unless tests drive rotation) and the HTTP listener (if
-    /// configured); both stop when `stopping` is cancelled.
-    fn spawn_tasks(&self, http: Option<TcpListener>, stopping: &CancellationToken) -> Tasks {
+    /// Starts the rotation task (unless tests drive rotation), the watch on the TLS files (if
+    /// TLS is on) and the HTTP listener (if configured); all stop when `stopping` is cancelled.
+    fn spawn_tasks(&self, http: Option<Incoming>, stopping: &CancellationToken) -> Tasks {
+        let tls_watch = self.live.tls().is_some().then(|| {
+            tokio::spawn(
+                self.live
+                    .clone()
+                    .run_tls_watch(stopping.clone().cancelled_owned()),
+            )
+        });
         let rotation = self.rotation_task.then(|| {
             tokio::spawn(
                 self.live
@@ -210,21 +260,26 @@ impl Server {
                 }
             })
         });
-        Tasks { rotation, http }
+        Tasks {
+            rotation,
+            tls_watch,
+            http,
+        }
     }
 }
 
 /// The tasks that run beside the gRPC server.
 struct Tasks {
     rotation: Option<JoinHandle<()>>,
+    tls_watch: Option<JoinHandle<()>>,
     http: Option<JoinHandle<()>>,
 }
 
 impl Tasks {
     /// Stops rotation at once and gives the HTTP listener at most `drain_timeout` to finish.
     async fn stop(self, drain_timeout: Duration) {
-        if let Some(rotation) = self.rotation {
-            rotation.abort();
+        for task in [self.rotation, self.tls_watch].into_iter().flatten() {
+            task.abort();
         }
         if let Some(http) = self.http {
             // The HTTP documents are small and stateless; give them the same drain time at most.
@@ -290,20 +345,6 @@ async fn shutdown_signal(
     tracing::info!("shutting down: health is NOT_SERVING, draining in-flight calls");
     stopping.cancel();
     let _ = draining.send(());
-}
-
-/// Accepted connections with Nagle's algorithm off.
-fn without_nagle(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
-    // Small gRPC answers must not wait for Nagle's algorithm (measured: 44 ms per Issue call
-    // under load without this). Server::tcp_nodelay only covers listeners tonic binds itself.
-    TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(stream) = &conn
-            && let Err(e) = stream.set_nodelay(true)
-        {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-        conn
-    })
 }
 
 /// Runs `server` until it returns, or until calls are still open `drain_timeout` after

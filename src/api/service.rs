@@ -8,6 +8,8 @@ use ring::rand::SystemRandom;
 use tonic::{Request, Response, Status};
 use tracing::{Span, field::Empty};
 
+use crate::api::audit::Trail;
+use crate::api::auth::{self, CallContext};
 use crate::api::convert::{
     claims_from_proto, issued_to_proto, jwks_to_proto, login_url_to_proto, refusal_to_proto,
     ttl_from_proto, verified_to_proto,
@@ -15,6 +17,7 @@ use crate::api::convert::{
 use crate::api::error::{ApiError, UnknownProfile, shown};
 use crate::api::metrics::{Metrics, Outcome};
 use crate::core::jwks;
+use crate::core::policy::{self, Call, Rpc};
 use crate::core::profile::{self, Profile};
 use crate::core::token::{self, Failure, IssueRequest, Refusal, Verified};
 use crate::proto;
@@ -57,27 +60,97 @@ impl TokenAuthorityService {
             .ok_or_else(|| UnknownProfile::named(name).into())
     }
 
-    fn issue_inner(&self, req: proto::IssueRequest) -> Result<proto::IssueResponse, ApiError> {
-        let snapshot = self.live.current();
-        let profile = self.profile(&snapshot, &req.profile)?;
+    fn issue_inner(
+        &self,
+        snapshot: &Snapshot,
+        context: &CallContext,
+        trail: &mut Trail,
+        req: proto::IssueRequest,
+    ) -> Result<proto::IssueResponse, ApiError> {
+        let request = self.admit_issuing(
+            snapshot,
+            context,
+            trail,
+            Rpc::Issue,
+            &req.profile,
+            req.subject,
+            req.claims,
+            req.ttl,
+        )?;
+        let profile = self.profile(snapshot, &req.profile)?;
         let request = IssueRequest {
-            subject: req.subject,
-            claims: claims_from_proto(req.claims)?,
             audience: req.audience,
-            ttl: ttl_from_proto(req.ttl)?,
+            ..request
         };
         let issued = token::issue(profile, request, self.now(), &self.rng)?;
         record_issued(&issued);
+        trail.issued(&issued.token_id, &issued.key_id);
         Ok(issued_to_proto(issued))
+    }
+
+    /// Authenticates an Issue or LoginUrl call and lets its caller's policy decide it: the
+    /// caller first, then its grant, subject pattern, claims and ttl cap (against the ttl the
+    /// token would get), then its rate.
+    #[allow(clippy::too_many_arguments)]
+    fn admit_issuing(
+        &self,
+        snapshot: &Snapshot,
+        context: &CallContext,
+        trail: &mut Trail,
+        rpc: Rpc,
+        profile: &str,
+        subject: String,
+        claims: Option<prost_types::Struct>,
+        ttl: Option<prost_types::Duration>,
+    ) -> Result<IssueRequest, ApiError> {
+        let who = auth::authenticate(snapshot, context, self.now())?;
+        trail.who(&who);
+        trail.subject(&subject);
+        let claims = claims_from_proto(claims)?;
+        let ttl = ttl_from_proto(ttl)?;
+        let found = snapshot.profiles.get(profile::requested(profile));
+        let asked = found.map_or(ttl, |p| Some(policy::asked_ttl(p, rpc, ttl)));
+        trail.ttl(asked);
+        let names: Vec<&str> = claims.keys().map(String::as_str).collect();
+        let call = Call {
+            rpc,
+            profile,
+            subject: &subject,
+            claims: &names,
+            ttl: asked,
+        };
+        auth::authorize(snapshot, &who, &call)?;
+        Ok(IssueRequest {
+            subject,
+            claims,
+            audience: Vec::new(),
+            ttl,
+        })
+    }
+
+    /// Authenticates a Verify or Jwks call and checks its caller's grant.
+    fn admit(
+        &self,
+        snapshot: &Snapshot,
+        context: &CallContext,
+        trail: &mut Trail,
+        rpc: Rpc,
+        profile: &str,
+    ) -> Result<(), ApiError> {
+        let who = auth::authenticate(snapshot, context, self.now())?;
+        trail.who(&who);
+        auth::authorize(snapshot, &who, &Call::of(rpc, profile))
     }
 
     async fn verify_inner(
         &self,
+        snapshot: &Snapshot,
+        context: &CallContext,
+        trail: &mut Trail,
         req: proto::VerifyRequest,
     ) -> Result<proto::VerifyResponse, ApiError> {
-        // The snapshot is held across the remote fetch below, so it is taken out of its guard.
-        let snapshot = arc_swap::Guard::into_inner(self.live.current());
-        let profile = self.profile(&snapshot, &req.profile)?;
+        self.admit(snapshot, context, trail, Rpc::Verify, &req.profile)?;
+        let profile = self.profile(snapshot, &req.profile)?;
         let audience = Some(req.audience.as_str()).filter(|a| !a.is_empty());
         let remote = snapshot.remote.get(profile.name());
         let mut result = match remote {
@@ -108,9 +181,15 @@ impl TokenAuthorityService {
         })
     }
 
-    fn jwks_inner(&self, req: proto::JwksRequest) -> Result<proto::JwksResponse, ApiError> {
-        let snapshot = self.live.current();
-        let profile = self.profile(&snapshot, &req.profile)?;
+    fn jwks_inner(
+        &self,
+        snapshot: &Snapshot,
+        context: &CallContext,
+        trail: &mut Trail,
+        req: proto::JwksRequest,
+    ) -> Result<proto::JwksResponse, ApiError> {
+        self.admit(snapshot, context, trail, Rpc::Jwks, &req.profile)?;
+        let profile = self.profile(snapshot, &req.profile)?;
         let keys = jwks::for_profile(profile, self.live.clock().unix_seconds());
         Span::current().record("outcome", "ok");
         Ok(jwks_to_proto(&keys, snapshot.jwks_cache))
@@ -118,18 +197,25 @@ impl TokenAuthorityService {
 
     fn login_url_inner(
         &self,
+        snapshot: &Snapshot,
+        context: &CallContext,
+        trail: &mut Trail,
         req: proto::LoginUrlRequest,
     ) -> Result<proto::LoginUrlResponse, ApiError> {
-        let snapshot = self.live.current();
-        let profile = self.profile(&snapshot, &req.profile)?;
-        let request = IssueRequest {
-            subject: req.subject,
-            claims: claims_from_proto(req.claims)?,
-            audience: Vec::new(),
-            ttl: ttl_from_proto(req.ttl)?,
-        };
+        let request = self.admit_issuing(
+            snapshot,
+            context,
+            trail,
+            Rpc::LoginUrl,
+            &req.profile,
+            req.subject,
+            req.claims,
+            req.ttl,
+        )?;
+        let profile = self.profile(snapshot, &req.profile)?;
         let link = token::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
         record_issued(&link.issued);
+        trail.issued(&link.issued.token_id, &link.issued.key_id);
         Ok(login_url_to_proto(link.url, link.issued))
     }
 }
@@ -142,9 +228,12 @@ impl TokenAuthority for TokenAuthorityService {
         request: Request<proto::IssueRequest>,
     ) -> Result<Response<proto::IssueResponse>, Status> {
         let started = Instant::now();
-        let request = request.into_inner();
+        let (context, request) = CallContext::split(request);
         let profile = Metrics::profile_label(&self.live, &request.profile);
-        let result = self.issue_inner(request);
+        let snapshot = self.live.current();
+        let mut trail = Trail::new(Rpc::Issue, profile::requested(&request.profile));
+        let result = self.issue_inner(&snapshot, &context, &mut trail, request);
+        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of(&result);
         self.metrics
             .observe_call("Issue", profile, outcome, started);
@@ -157,9 +246,15 @@ impl TokenAuthority for TokenAuthorityService {
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
         let started = Instant::now();
-        let request = request.into_inner();
+        let (context, request) = CallContext::split(request);
         let profile = Metrics::profile_label(&self.live, &request.profile);
-        let result = self.verify_inner(request).await;
+        // The snapshot is held across a remote key fetch, so it is taken out of its guard.
+        let snapshot = arc_swap::Guard::into_inner(self.live.current());
+        let mut trail = Trail::new(Rpc::Verify, profile::requested(&request.profile));
+        let result = self
+            .verify_inner(&snapshot, &context, &mut trail, request)
+            .await;
+        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of_verify(&result);
         self.metrics
             .observe_call("Verify", profile, outcome, started);
@@ -172,9 +267,12 @@ impl TokenAuthority for TokenAuthorityService {
         request: Request<proto::JwksRequest>,
     ) -> Result<Response<proto::JwksResponse>, Status> {
         let started = Instant::now();
-        let request = request.into_inner();
+        let (context, request) = CallContext::split(request);
         let profile = Metrics::profile_label(&self.live, &request.profile);
-        let result = self.jwks_inner(request);
+        let snapshot = self.live.current();
+        let mut trail = Trail::new(Rpc::Jwks, profile::requested(&request.profile));
+        let result = self.jwks_inner(&snapshot, &context, &mut trail, request);
+        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of(&result);
         self.metrics.observe_call("Jwks", profile, outcome, started);
         finish(started, result)
@@ -186,9 +284,12 @@ impl TokenAuthority for TokenAuthorityService {
         request: Request<proto::LoginUrlRequest>,
     ) -> Result<Response<proto::LoginUrlResponse>, Status> {
         let started = Instant::now();
-        let request = request.into_inner();
+        let (context, request) = CallContext::split(request);
         let profile = Metrics::profile_label(&self.live, &request.profile);
-        let result = self.login_url_inner(request);
+        let snapshot = self.live.current();
+        let mut trail = Trail::new(Rpc::LoginUrl, profile::requested(&request.profile));
+        let result = self.login_url_inner(&snapshot, &context, &mut trail, request);
+        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of(&result);
         self.metrics
             .observe_call("LoginUrl", profile, outcome, started);

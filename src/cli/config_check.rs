@@ -144,6 +144,57 @@ impl Report<'_> {
         let _ = writeln!(text, "listen:        {}", config.listen);
         let _ = writeln!(text, "http_listen:   {http_listen}");
         let _ = writeln!(text, "admin:         {admin}");
+        match &config.tls {
+            None => {
+                let _ = writeln!(text, "tls:           off (plaintext on both listeners)");
+            }
+            Some(tls) => {
+                let (files, leaf) = (tls.files(), tls.leaf());
+                let names = if leaf.names.is_empty() {
+                    "no DNS or IP names".to_owned()
+                } else {
+                    leaf.names.join(", ")
+                };
+                let _ = writeln!(
+                    text,
+                    "tls:           on, certificate {} ({}; for {names}; valid until {}; chain of {})",
+                    files.cert_file.display(),
+                    leaf.subject,
+                    leaf.not_after,
+                    leaf.chain_len
+                );
+                let _ = writeln!(text, "tls key:       {}", files.key_file.display());
+                let clients = files.client_ca_file.as_ref().map_or_else(
+                    || "not requested (no client_ca_file)".to_owned(),
+                    |ca| format!("requested, checked against {}", ca.display()),
+                );
+                let _ = writeln!(text, "client certs:  {clients}");
+            }
+        }
+        self.write_callers(text);
+    }
+
+    /// Who may call: the callers by name and identity kind, or why none are needed.
+    fn write_callers(&self, text: &mut String) {
+        let config = self.config;
+        let callers = config.callers.policy().callers();
+        if callers.is_empty() {
+            let why = if config.allow_unauthenticated {
+                "none (allow_unauthenticated = true: anyone who reaches the port may call)"
+            } else {
+                "none (calls are not authenticated; served on loopback only)"
+            };
+            let _ = writeln!(text, "callers:       {why}");
+            return;
+        }
+        let listed: Vec<String> = callers
+            .iter()
+            .map(|c| format!("{} ({})", c.name(), c.identity().kind()))
+            .collect();
+        let _ = writeln!(text, "callers:       {}", listed.join(", "));
+        if let Some(profile) = config.callers.caller_profile() {
+            let _ = writeln!(text, "bearer tokens: verified by profile {profile:?}");
+        }
     }
 
     /// One line a key, its id padded to the longest so the columns line up.

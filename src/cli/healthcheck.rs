@@ -8,20 +8,19 @@ use anyhow::Context as _;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use super::{service_url, within};
+use super::{TlsOptions, connect, within};
 
 /// Asks `addr` how `service` (empty: the whole server) is doing, prints the answer, and exits 0
-/// only on SERVING; no answer within `timeout` is an error.
+/// only on SERVING; no answer within `timeout` is an error. Over TLS when `tls` has a CA.
 pub async fn healthcheck(
     addr: &str,
     service: String,
     timeout: Duration,
+    tls: &TlsOptions,
 ) -> anyhow::Result<ExitCode> {
-    let url = service_url(addr)?;
+    let (url, connecting) = connect(addr, tls)?;
     let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())?
-            .connect()
-            .await?;
+        let channel = connecting.await?;
         let answer = HealthClient::new(channel)
             .check(HealthCheckRequest { service })
             .await?;

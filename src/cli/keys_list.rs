@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use prost_types::Timestamp;
 use serde_json::{Value, json};
 
-use super::{print_report, service_url, within};
+use super::{TlsOptions, connect, print_report, within};
 use crate::proto;
 
 /// Where to ask and what to show for `keys list`.
@@ -22,6 +22,8 @@ pub struct ListOptions {
     pub json: bool,
     /// Give up on connecting and answering after this long.
     pub timeout: Duration,
+    /// Plaintext, or TLS with a CA (and a client certificate).
+    pub tls: TlsOptions,
 }
 
 /// Asks a running service's `KeyAdmin.ListKeys` and prints every key of every profile. An
@@ -42,12 +44,9 @@ pub async fn list_keys(options: &ListOptions) -> anyhow::Result<()> {
 /// The service's answer to `ListKeys`; a refusal becomes an error that says what to do.
 async fn ask(options: &ListOptions) -> anyhow::Result<proto::ListKeysResponse> {
     use proto::key_admin_client::KeyAdminClient;
-    let url = service_url(&options.addr)?;
+    let (url, connecting) = connect(&options.addr, &options.tls)?;
     let ask = async {
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())?
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {url}"))?;
+        let channel = connecting.await?;
         let answer = KeyAdminClient::new(channel)
             .list_keys(proto::ListKeysRequest {
                 profile: options.profile.clone().unwrap_or_default(),

@@ -3,12 +3,16 @@
 //! types, touches a file or reads the environment; time comes in as an argument or through a
 //! [`clock::Clock`] handed in. `tests/api/layering.rs` keeps it that way.
 //!
-//! Reading order: [`clock`], [`keys`], [`login`], [`rotation`], [`profile`], [`remote`], [`token`], [`jwks`].
+//! Reading order: [`clock`], [`keys`], [`login`], [`rotation`], [`profile`], [`remote`],
+//! [`token`], [`jwks`], then [`policy`] (who may call what) and [`audit`] (how audit records
+//! name a subject).
 
+pub mod audit;
 pub mod clock;
 pub mod jwks;
 pub mod keys;
 pub mod login;
+pub mod policy;
 pub mod profile;
 pub mod remote;
 pub mod rotation;

@@ -14,13 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, anyhow};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::core::clock::Clock;
 use crate::core::keys::KeyId;
 use crate::core::profile::{self, ProfileName, Profiles};
 use crate::core::rotation::{self, KeyState};
-use crate::state::config::Config;
+use crate::state::config::tls::{Fingerprint, TlsMaterial};
+use crate::state::config::{Audit, Callers, Config};
 use crate::state::federated::RemoteJwks;
 use crate::state::managed::{Managed, managed_dir};
 
@@ -36,6 +37,11 @@ pub struct Snapshot {
     pub loaded_at: SystemTime,
     /// The remote key sets of federated profiles, by profile name.
     pub remote: BTreeMap<ProfileName, Arc<RemoteJwks>>,
+    /// Who may call, reloaded with the configuration; rotation keeps the same ones (and so
+    /// their rate budgets).
+    pub callers: Arc<Callers>,
+    /// How audit records write subjects.
+    pub audit: Arc<Audit>,
 }
 
 /// The outcome of the last reload attempt, for `ListKeys` and logs.
@@ -85,15 +91,25 @@ pub struct Live {
     clock: Arc<dyn Clock>,
     state: tokio::sync::Mutex<State>,
     reload_status: Mutex<ReloadStatus>,
+    /// The gRPC address actually bound (a `--listen` override included), which a reloaded
+    /// configuration must be safe to serve on.
+    served_on: Mutex<Option<std::net::SocketAddr>>,
     reloads_ok: AtomicU64,
     reloads_refused: AtomicU64,
     wake: tokio::sync::Notify,
+    /// The certificate and client CA new TLS handshakes use; `None` when serving plaintext.
+    tls: ArcSwapOption<TlsMaterial>,
 }
+
+/// How often the TLS files are read to notice a rotated certificate.
+pub const TLS_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 struct State {
     config: Config,
     managed: BTreeMap<ProfileName, Managed>,
     remote: BTreeMap<ProfileName, Arc<RemoteJwks>>,
+    /// The TLS file contents last refused, so a broken file is reported once, not every poll.
+    tls_refused: Option<Fingerprint>,
 }
 
 impl Live {
@@ -107,12 +123,15 @@ impl Live {
         Ok(Arc::new(Live {
             current: ArcSwap::from_pointee(snapshot),
             clock,
+            tls: ArcSwapOption::new(config.tls.clone()),
             state: tokio::sync::Mutex::new(State {
                 config,
                 managed,
                 remote,
+                tls_refused: None,
             }),
             reload_status: Mutex::new(ReloadStatus::default()),
+            served_on: Mutex::new(None),
             reloads_ok: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
@@ -129,12 +148,23 @@ impl Live {
         &self.clock
     }
 
+    /// The certificate and client CA for the next TLS handshake; `None` when serving plaintext.
+    pub fn tls(&self) -> Option<Arc<TlsMaterial>> {
+        self.tls.load_full()
+    }
+
     /// The outcome of the last reload.
     pub fn reload_status(&self) -> ReloadStatus {
         self.reload_status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Records the gRPC address being served, so a reload that drops every caller is refused
+    /// on a non-loopback address as start-up would refuse it.
+    pub fn serving_on(&self, addr: std::net::SocketAddr) {
+        *self.served_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
     }
 
     /// Reloads applied and refused since start.
@@ -238,6 +268,10 @@ impl Live {
         let started = std::time::Instant::now();
         let result = (|| {
             let config = state.config.reload()?;
+            let served_on = *self.served_on.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(addr) = served_on {
+                config.check_exposure(addr)?;
+            }
             let now = self.clock.unix_seconds();
             let managed = open_all(&config, &state.managed, now)?;
             let remote = open_remote(&config, &state.remote, &self.clock)?;
@@ -256,6 +290,8 @@ impl Live {
                         "server.listen, server.http_listen and server.admin take effect only after a restart"
                     );
                 }
+                self.swap_tls(&state.config, &config);
+                state.tls_refused = None;
                 let snapshot = Arc::new(snapshot);
                 self.current.store(snapshot.clone());
                 state.config = config;
@@ -309,6 +345,78 @@ impl Live {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(Duration::from_secs(wait)) => {}
             }
+        }
+    }
+
+    /// Reads the TLS files again if their contents changed since they were loaded, and serves
+    /// the new certificate to new handshakes (established connections keep theirs). A file
+    /// that does not load leaves the previous certificate serving and is reported like a
+    /// refused reload, once per content. Returns whether a new certificate is served.
+    pub async fn check_tls_files(&self) -> bool {
+        let mut state = self.state.lock().await;
+        let Some(current) = self.tls() else {
+            return false;
+        };
+        let files = current.files().clone();
+        let now_on_disk = files.fingerprint();
+        if now_on_disk == current.fingerprint() || state.tls_refused == Some(now_on_disk) {
+            return false;
+        }
+        let loaded = files.load();
+        let mut status = self.reload_status.lock().unwrap_or_else(|p| p.into_inner());
+        status.attempted_at = Some(self.clock.now());
+        match loaded {
+            Ok(material) => {
+                let leaf = material.leaf();
+                tracing::info!(
+                    cert_file = %files.cert_file.display(),
+                    subject = %leaf.subject,
+                    not_after = %leaf.not_after,
+                    "TLS certificate reloaded; new connections use it"
+                );
+                let material = Arc::new(material);
+                self.tls.store(Some(material.clone()));
+                state.config.tls = Some(material);
+                state.tls_refused = None;
+                status.error = None;
+                true
+            }
+            Err(e) => {
+                let reason = format!(
+                    "{}: {e:#}; the previous certificate keeps serving",
+                    state.config.origin
+                );
+                tracing::error!(error = %reason, "TLS files changed but do not load");
+                status.error = Some(reason);
+                // Reported once. Files that changed again while being read have another
+                // fingerprint at the next poll, and are tried then.
+                state.tls_refused = Some(now_on_disk);
+                false
+            }
+        }
+    }
+
+    /// Calls [`Live::check_tls_files`] every [`TLS_POLL_INTERVAL`] until `shutdown` completes.
+    pub async fn run_tls_watch(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(TLS_POLL_INTERVAL) => {}
+            }
+            self.check_tls_files().await;
+        }
+    }
+
+    /// After a reload: the new configuration's certificate for new handshakes. Turning TLS on
+    /// or off needs a restart, since the listeners were set up for one or the other.
+    fn swap_tls(&self, old: &Config, new: &Config) {
+        match (&old.tls, &new.tls) {
+            (Some(_), Some(material)) => self.tls.store(Some(material.clone())),
+            (None, None) => {}
+            _ => tracing::warn!(
+                "[server.tls] was added or removed; TLS is turned on or off only by a restart"
+            ),
         }
     }
 
@@ -408,5 +516,7 @@ fn build_snapshot(
         origin: config.origin.clone(),
         loaded_at,
         remote: remote.clone(),
+        callers: config.callers.clone(),
+        audit: config.audit.clone(),
     })
 }

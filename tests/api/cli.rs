@@ -488,6 +488,11 @@ fn config_check_on_the_embedded_default_lists_its_profiles_and_leaves_the_data_d
     }
     assert!(listing.contains("listen:"), "{listing}");
     assert!(listing.contains("admin:"), "{listing}");
+    assert!(
+        listing
+            .contains("callers:       none (calls are not authenticated; served on loopback only)"),
+        "{listing}"
+    );
     // Lifetimes read as the file writes them, and no profile seems to verify with nothing.
     assert!(listing.contains("rotate_every 24h,"), "{listing}");
     assert!(!listing.contains("1day"), "{listing}");
@@ -652,11 +657,11 @@ fn serve_with_a_host_name_for_listen_says_to_write_an_ip_address() {
 }
 
 #[test]
-fn healthcheck_refuses_https_instead_of_checking_in_plaintext() {
+fn healthcheck_refuses_https_without_a_ca_instead_of_checking_in_plaintext() {
     let out = run(&["healthcheck", "--addr", "https://127.0.0.1:50051"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("https is not supported"),
+        stderr(&out).contains("https needs --ca-file"),
         "{}",
         stderr(&out)
     );
@@ -706,4 +711,148 @@ fn the_log_format_flag_is_listed_once_in_the_top_level_help_not_in_every_command
     // It still goes before the command, as the README shows.
     let out = run(&["--log-format", "json", "config", "check"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A config serving TLS from `dir` (server certificate, key and client CA from `pki`), with
+/// KeyAdmin on and one generated EdDSA key.
+fn tls_config_file(dir: &Path, pki: &crate::pki::TestPki) -> std::path::PathBuf {
+    let config = dir.join("tls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nadmin = true\n{}\n[[keys]]\nid = \"k\"\nalgorithm = \"EdDSA\"\nprivate_key_file = \"k.pem\"\ngenerate = true\n\n[profiles.default]\nsigning_key = \"k\"\n",
+            pki.files.toml()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_and_keys_list_speak_tls_with_a_ca_file_and_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::pki::TestPki::new(dir.path(), true);
+    let config = tls_config_file(dir.path(), &pki);
+    let data = tempfile::tempdir().unwrap();
+    let server = serve(&config, data.path());
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca.cert_pem).unwrap();
+    let ca = ca.to_str().unwrap();
+
+    let health = run(&["healthcheck", "--addr", &server.addr, "--ca-file", ca]);
+    assert_eq!(health.status.code(), Some(0), "{}", stderr(&health));
+    assert_eq!(stdout(&health).trim(), "SERVING");
+
+    let plaintext = run(&["healthcheck", "--addr", &server.addr, "--timeout", "2s"]);
+    assert_eq!(plaintext.status.code(), Some(1), "plaintext was answered");
+    assert!(stdout(&plaintext).is_empty());
+
+    let other = crate::pki::TestCa::new("another CA");
+    let other_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, &other.cert_pem).unwrap();
+    let wrong_ca = run(&[
+        "healthcheck",
+        "--addr",
+        &server.addr,
+        "--ca-file",
+        other_file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        wrong_ca.status.code(),
+        Some(1),
+        "a server of another CA was trusted"
+    );
+
+    let client = pki.ca.client_with_dns("ops.internal");
+    let (cert, key) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+    std::fs::write(&cert, &client.cert_pem).unwrap();
+    std::fs::write(&key, &client.key_pem).unwrap();
+    let list = run(&[
+        "keys",
+        "list",
+        "--addr",
+        &format!("https://{}", server.addr),
+        "--ca-file",
+        ca,
+        "--cert-file",
+        cert.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    let doc: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(doc["profiles"][0]["profile"], "default");
+    assert_eq!(doc["profiles"][0]["keys"][0]["key_id"], "k");
+
+    let half = run(&[
+        "keys",
+        "list",
+        "--addr",
+        &server.addr,
+        "--ca-file",
+        ca,
+        "--cert-file",
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        half.status.code(),
+        Some(2),
+        "--cert-file without --key-file was accepted"
+    );
+}
+
+#[test]
+fn config_check_reports_the_tls_certificate_and_the_client_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::pki::TestPki::new(dir.path(), true);
+    let config = tls_config_file(dir.path(), &pki);
+    let data = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = stdout(&out);
+    let tls = report.lines().find(|l| l.starts_with("tls:")).unwrap();
+    assert!(tls.contains("server.pem"), "{tls}");
+    assert!(tls.contains("127.0.0.1, localhost"), "{tls}");
+    assert!(
+        report.contains("client certs:  requested, checked against"),
+        "{report}"
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_key_that_does_not_match_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::pki::TestPki::new(dir.path(), false);
+    let other = pki.ca.server_cert();
+    std::fs::write(&pki.files.key_file, &other.key_pem).unwrap();
+    let config = tls_config_file(dir.path(), &pki);
+    let data = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for part in [
+        "tls.toml",
+        "server.tls.key_file",
+        "server.key",
+        "does not match",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    assert!(tree(data.path()).is_empty(), "serve wrote before refusing");
 }

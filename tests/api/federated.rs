@@ -14,12 +14,14 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response};
 use jwt_simple::prelude::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use token_authority::proto::{VerifyFailure, VerifyResponse};
 use token_authority::state::config::Config;
 
 use crate::helpers::{TestApp, b64, captured_logs, spawn_app_with};
+use crate::pki::TestCa;
 
 const ISSUER: &str = "https://accounts.partner.test";
 const AUDIENCE: &str = "our-backend";
@@ -59,22 +61,10 @@ struct JwksServer {
 
 impl JwksServer {
     async fn start(keys: Vec<Value>) -> JwksServer {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(
-            DnType::CommonName,
-            format!("federated test CA {}", next_ca_number()),
-        );
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
-        let cert = params.signed_by(&server_key, &ca, &ca_key).unwrap();
-
+        let ca = TestCa::new(&format!("federated test CA {}", next_ca_number()));
+        let server = ca.server_cert();
         let mut ca_file = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(&mut ca_file, ca.pem().as_bytes()).unwrap();
+        std::io::Write::write_all(&mut ca_file, ca.cert_pem.as_bytes()).unwrap();
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -82,8 +72,8 @@ impl JwksServer {
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+                vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap(),
             )
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));

@@ -136,6 +136,8 @@ pub struct TestApp {
     /// Key administration; answers UNIMPLEMENTED unless the config says `admin = true`.
     pub admin: KeyAdminClient<Channel>,
     pub channel: Channel,
+    /// The gRPC address, for tests that open connections of their own.
+    pub addr: std::net::SocketAddr,
     pub clock: Arc<ManualClock>,
     /// The live profiles: `live.tick()` runs key rotation after the test moved the clock.
     pub live: Arc<Live>,
@@ -180,6 +182,17 @@ pub async fn start(
     data_dir: Arc<tempfile::TempDir>,
     start_at: SystemTime,
 ) -> TestApp {
+    start_connecting(source, data_dir, start_at, None).await
+}
+
+/// Starts the server as [`start`] does; its clients connect over TLS with `tls` when given
+/// (the configuration must then have a `[server.tls]` table), and `http_base` is `https://`.
+pub async fn start_connecting(
+    source: ConfigSource,
+    data_dir: Arc<tempfile::TempDir>,
+    start_at: SystemTime,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> TestApp {
     install_log_capture();
     for (name, secret) in [
         ("hs256", HS256_SECRET),
@@ -193,7 +206,8 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_base = format!("http://{}", http.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let http_base = format!("{scheme}://{}", http.local_addr().unwrap());
     let clock = Arc::new(ManualClock::new(start_at));
     let (tx, rx) = oneshot::channel();
     // The test moves the clock and calls `live.tick()` itself.
@@ -208,16 +222,18 @@ pub async fn start(
     let server = tokio::spawn(app.serve(listeners, async {
         let _ = rx.await;
     }));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}")).unwrap();
+    let endpoint = match tls {
+        Some(tls) => endpoint.tls_config(tls).unwrap(),
+        None => endpoint,
+    };
+    let channel = endpoint.connect().await.unwrap();
     TestApp {
         client: TokenAuthorityClient::new(channel.clone()),
         health: HealthClient::new(channel.clone()),
         admin: KeyAdminClient::new(channel.clone()),
         channel,
+        addr,
         clock,
         live,
         http_base,

@@ -2,6 +2,8 @@
 //! to it through the generated gRPC client, as a calling service would.
 
 mod admin;
+mod audit;
+mod callers;
 mod cli;
 mod config;
 mod es512;
@@ -17,7 +19,9 @@ mod login_url;
 mod managed;
 mod metrics;
 mod operations;
+mod pki;
 mod reload;
 mod relying_party;
+mod tls;
 mod vectors;
 mod verify;

@@ -124,7 +124,7 @@ async fn logs_name_each_call_and_its_token_id_but_never_the_token_or_a_secret() 
     let logs = captured_logs();
     let issue_line = logs
         .lines()
-        .find(|l| l.contains(&issued.token_id))
+        .find(|l| l.contains(&issued.token_id) && l.contains("call finished"))
         .expect("the Issue call is logged with its jti");
     for field in [
         "rpc=\"Issue\"",

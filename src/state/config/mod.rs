@@ -5,9 +5,11 @@
 //!
 //! Every error names where it came from: the file, the key id or profile, the field, the reason.
 
+mod callers;
 mod key;
 mod profile;
 mod raw;
+pub mod tls;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -26,7 +28,10 @@ use crate::core::profile::{
 };
 use crate::core::rotation::{KeyTimes, RotationSpec};
 use crate::state::federated::RemoteSettings;
+pub use callers::{AUDIT_KEY_FILE, Audit, Callers, RateLimit};
+pub use raw::AuditSubjects;
 use raw::{HttpListen, RawConfig, RawServer};
+use tls::{TlsFiles, TlsMaterial};
 
 /// The configuration `serve` runs on when no `--config` is given; `examples/default.toml`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../../examples/default.toml");
@@ -65,6 +70,14 @@ pub struct Config {
     pub keys: KeyStore,
     /// Profiles by name order; managed ones get their signing keys from the key manager.
     pub profiles: Vec<ProfileTemplate>,
+    /// The `[[callers]]` and how they authenticate; empty: every call is anonymous.
+    pub callers: Arc<Callers>,
+    /// `[server] allow_unauthenticated`: serve without callers on a non-loopback address.
+    pub allow_unauthenticated: bool,
+    /// How audit records write subjects.
+    pub audit: Arc<Audit>,
+    /// `[server.tls]`, loaded and checked; `None` serves plaintext.
+    pub tls: Option<Arc<TlsMaterial>>,
     /// Keys that `generate = true` would have created, made in memory only: filled by
     /// [`Config::check`], always empty for a configuration that serves.
     pub would_generate: Vec<(KeyId, PathBuf)>,
@@ -166,6 +179,14 @@ impl Config {
         let text = source.read()?;
         let raw: RawConfig = toml::from_str(&text).map_err(|e| anyhow!("{origin}: {e}"))?;
         let server = Server::check(&raw.server).map_err(|e| anyhow!("{origin}: {e:#}"))?;
+        let tls = match &raw.server.tls {
+            Some(raw_tls) => Some(Arc::new(
+                TlsFiles::resolve(raw_tls, data_dir)
+                    .load()
+                    .map_err(|e| anyhow!("{origin}: {e:#}"))?,
+            )),
+            None => None,
+        };
         let (keys, windows, would_generate) = load_keys(&raw, &origin, data_dir, writes)?;
         if raw.profiles.is_empty() {
             bail!(
@@ -186,7 +207,27 @@ impl Config {
             profiles.push(template);
         }
         warn_unused_keys(&keys, &profiles, &origin);
-        Ok(Config {
+        let names: Vec<&str> = profiles.iter().map(|p| p.spec.name.as_str()).collect();
+        let callers = callers::build(
+            &raw.callers,
+            raw.server.caller_profile.as_deref(),
+            &names,
+            &origin,
+        )?;
+        if server.admin
+            && !callers.is_empty()
+            && !callers
+                .policy()
+                .callers()
+                .iter()
+                .any(|c| c.may_administer())
+        {
+            bail!(
+                "{origin}: server.admin = true, but no [[callers]] entry may use KeyAdmin; add \"KeyAdmin/*\" (or \"KeyAdmin/RotateKey\", …) to the allow list of the caller that administers keys, or set admin = false"
+            );
+        }
+        let audit = callers::audit(&raw.audit, data_dir, &origin, writes)?;
+        let config = Config {
             origin,
             source,
             data_dir: data_dir.to_owned(),
@@ -196,10 +237,29 @@ impl Config {
             admin: server.admin,
             max_request_bytes: server.max_request_bytes,
             drain_timeout: server.drain_timeout,
+            tls,
             keys,
             profiles,
+            callers: Arc::new(callers),
+            allow_unauthenticated: raw.server.allow_unauthenticated,
+            audit: Arc::new(audit),
             would_generate,
-        })
+        };
+        config.check_exposure(config.listen)?;
+        Ok(config)
+    }
+
+    /// Refuses to serve unauthenticated on `listen` unless it is a loopback address or
+    /// `[server] allow_unauthenticated` says the network already decides who reaches it.
+    /// `serve` asks again for an address given on the command line.
+    pub fn check_exposure(&self, listen: SocketAddr) -> anyhow::Result<()> {
+        if self.callers.is_empty() && !listen.ip().is_loopback() && !self.allow_unauthenticated {
+            bail!(
+                "{}: the service would listen on {listen} with no [[callers]] configured, so anyone who reaches that address could issue tokens for any subject. Configure [[callers]] (see \"Securing it\" in the README), listen on a loopback address such as 127.0.0.1, or, if only trusted backends can reach the port, set [server] allow_unauthenticated = true",
+                self.origin
+            );
+        }
+        Ok(())
     }
 }
 

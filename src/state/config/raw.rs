@@ -16,6 +16,10 @@ pub(super) struct RawConfig {
     pub keys: Vec<RawKey>,
     #[serde(default)]
     pub profiles: BTreeMap<String, RawProfile>,
+    #[serde(default)]
+    pub callers: Vec<RawCaller>,
+    #[serde(default)]
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +35,59 @@ pub(super) struct RawServer {
     pub max_request_bytes: Option<usize>,
     #[serde(default, deserialize_with = "duration_text")]
     pub drain_timeout: Option<String>,
+    /// The profile that verifies `authorization: Bearer` tokens of callers.
+    pub caller_profile: Option<String>,
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    pub tls: Option<RawTls>,
+}
+
+/// `[server.tls]`: the files, as written (relative paths resolve against the data directory).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// One `[[callers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCaller {
+    pub name: String,
+    pub spiffe_id: Option<String>,
+    pub dns_name: Option<String>,
+    pub token_subject: Option<String>,
+    pub api_key_sha256: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    pub subjects: Option<String>,
+    pub claims: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub max_ttl: Option<String>,
+    pub rate: Option<String>,
+    pub burst: Option<u32>,
+}
+
+/// The `[audit]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    #[serde(default)]
+    pub subjects: AuditSubjects,
+    pub key_file: Option<PathBuf>,
+}
+
+/// How audit records write a subject.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSubjects {
+    /// HMAC-SHA256 under the audit key, hex.
+    #[default]
+    Hmac,
+    /// As asked for.
+    Plain,
 }
 
 /// `server.http_listen`: an address, or `"off"` (or empty) for no HTTP listener.

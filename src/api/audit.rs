@@ -1,0 +1,121 @@
+//! The audit trail: one event on the tracing target `audit` for every Issue, LoginUrl,
+//! RotateKey and Reload, and for every call refused as unauthenticated, denied or over its
+//! rate, whichever RPC it was. `telemetry` writes these events as JSON lines whatever the log
+//! format, so they can be routed apart from the service log.
+//!
+//! An event holds the caller's name and identity, the RPC, the profile, the outcome (or the
+//! rule broken), and for issued tokens their `jti`, `kid` and ttl. The subject is an HMAC
+//! unless `[audit] subjects = "plain"`; a token, a secret or a claim value never appears.
+
+use crate::api::auth::Who;
+use crate::api::error::{ApiError, shown};
+use crate::core::keys::KeyId;
+use crate::core::policy::Rpc;
+use crate::state::config::Audit;
+
+/// The tracing target of audit events.
+pub const TARGET: &str = "audit";
+
+/// What one call's audit event will say, filled in as the call goes.
+#[derive(Debug)]
+pub struct Trail {
+    rpc: Rpc,
+    profile: String,
+    caller: Option<String>,
+    identity: Option<String>,
+    subject: Option<String>,
+    ttl: Option<u64>,
+    jti: Option<String>,
+    kid: Option<String>,
+}
+
+impl Trail {
+    /// The trail of a call to `rpc` naming `profile` (as requested; cut like all caller text).
+    pub fn new(rpc: Rpc, profile: &str) -> Trail {
+        Trail {
+            rpc,
+            profile: shown(profile).to_owned(),
+            caller: None,
+            identity: None,
+            subject: None,
+            ttl: None,
+            jti: None,
+            kid: None,
+        }
+    }
+
+    /// Who made the call, once authenticated.
+    pub fn who(&mut self, who: &Who<'_>) {
+        self.caller = Some(who.name().to_owned());
+        let identity = who.identity();
+        self.identity = (!identity.is_empty()).then_some(identity);
+    }
+
+    /// The subject asked for (Issue, LoginUrl).
+    pub fn subject(&mut self, subject: &str) {
+        self.subject = Some(subject.to_owned());
+    }
+
+    /// The lifetime the token gets, in seconds.
+    pub fn ttl(&mut self, ttl: Option<std::time::Duration>) {
+        self.ttl = ttl.map(|t| t.as_secs());
+    }
+
+    /// The token that was issued.
+    pub fn issued(&mut self, jti: &str, kid: &KeyId) {
+        self.jti = Some(jti.to_owned());
+        self.kid = Some(kid.to_string());
+    }
+
+    /// The key an operator rotated to.
+    pub fn key(&mut self, kid: &str) {
+        self.kid = Some(kid.to_owned());
+    }
+
+    /// Writes the event for a call that ended in `result`, if it is one the trail records.
+    pub fn finish<T>(self, audit: &Audit, result: &Result<T, ApiError>) {
+        let always = matches!(
+            self.rpc,
+            Rpc::Issue | Rpc::LoginUrl | Rpc::RotateKey | Rpc::Reload
+        );
+        let (outcome, rule, reason): (&str, Option<&str>, Option<&str>) = match result {
+            Err(ApiError::Unauthenticated(e)) => ("unauthenticated", None, Some(e.reason())),
+            Err(ApiError::Forbidden(f)) => ("denied", Some(f.denial.rule()), None),
+            Err(ApiError::RateLimited(_)) => ("denied", Some("rate"), None),
+            Err(e) if always => ("error", None, Some(e.kind().as_str())),
+            Ok(_) if always => (
+                match self.rpc {
+                    Rpc::RotateKey => "rotated",
+                    Rpc::Reload => "reloaded",
+                    _ => "issued",
+                },
+                None,
+                None,
+            ),
+            _ => return,
+        };
+        let caller = self.caller.as_deref().unwrap_or("(unauthenticated)");
+        let subject = self.subject.as_deref().map(|s| audit.subject(s));
+        let (hmac, plain) = match &subject {
+            Some(("subject_hmac", value)) => (Some(value.as_str()), None),
+            Some((_, value)) => (None, Some(value.as_str())),
+            None => (None, None),
+        };
+        tracing::info!(
+            target: TARGET,
+            caller,
+            identity = self.identity.as_deref(),
+            rpc = %self.rpc,
+            profile = (!self.profile.is_empty()).then_some(self.profile.as_str()),
+            outcome,
+            rule,
+            reason,
+            subject_hmac = hmac,
+            subject = plain,
+            jti = self.jti.as_deref(),
+            kid = self.kid.as_deref(),
+            ttl_s = self.ttl,
+            "audit"
+        );
+    }
+}
