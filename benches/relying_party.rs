@@ -30,8 +30,12 @@ fn der(pem_text: &str) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let claims = json!({"sub": "alice", "iat": now, "exp": now + 3600, "jti": "Ett9GLkBJUvvKC_FmwX1Qw"});
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims =
+        json!({"sub": "alice", "iat": now, "exp": now + 3600, "jti": "Ett9GLkBJUvvKC_FmwX1Qw"});
     for (name, alg, pem_text) in [
         ("ES256", Algorithm::ES256, EC_P256),
         ("EdDSA", Algorithm::EdDSA, ED25519),
@@ -45,9 +49,10 @@ fn bench(c: &mut Criterion) {
             )
             .unwrap(),
         );
-        let jwk: jsonwebtoken::jwk::Jwk =
-            serde_json::from_value(serde_json::Value::Object(ours.public_jwk().unwrap().to_json()))
-                .unwrap();
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(serde_json::Value::Object(
+            ours.public_jwk().unwrap().to_json(),
+        ))
+        .unwrap();
         let encoding = if alg == Algorithm::ES256 {
             EncodingKey::from_ec_der(&pkcs8)
         } else {
