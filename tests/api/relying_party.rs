@@ -186,3 +186,78 @@ fn jsonwebtoken_accepts_a_missing_aud_when_an_audience_is_expected_unless_aud_is
     expecting.set_required_spec_claims(&["exp", "sub", "aud"]);
     assert!(decode::<Value>(&token, &hs256_key(), &expecting).is_err());
 }
+
+// ---- examples/relying_party.rs, the backend a team copies ----------------------------------
+
+#[path = "../../examples/relying_party.rs"]
+#[allow(dead_code)]
+mod example;
+
+#[tokio::test]
+async fn the_example_backend_verifies_our_tokens_and_refetches_the_jwks_only_as_allowed() {
+    use std::time::{Duration, Instant};
+    let app = spawn_app().await;
+    let url = format!("{}/.well-known/jwks.json", app.http_base);
+    let verifier = example::Verifier {
+        jwks: example::JwksCache::new(url.clone()),
+        issuer: "https://auth.test".into(),
+        audience: None,
+    };
+    let issued = app.issue("default", "alice").await;
+    let claims = verifier.verify(&issued.token).await.unwrap();
+    assert_eq!(claims["sub"], "alice");
+    verifier.verify(&issued.token).await.unwrap();
+    assert_eq!(
+        verifier.jwks.fetches(),
+        1,
+        "the second token uses the cache"
+    );
+    assert!(verifier.verify(&tampered(&issued.token)).await.is_err());
+
+    // The cache on its own clock: an unknown kid refetches at most once per floor, and the
+    // set is fetched again when the served max-age (300 s here) runs out.
+    let cache = example::JwksCache::new(url);
+    let t0 = Instant::now();
+    let kid = issued.key_id.as_str();
+    cache.key(kid, t0).await.unwrap();
+    let forged = cache.key("forged", t0 + Duration::from_secs(1)).await;
+    assert!(forged.is_err());
+    assert_eq!(
+        cache.fetches(),
+        1,
+        "a forged kid inside the floor fetches nothing"
+    );
+    assert!(
+        cache
+            .key("forged", t0 + Duration::from_secs(31))
+            .await
+            .is_err()
+    );
+    assert_eq!(cache.fetches(), 2, "after the floor, one refetch");
+    cache.key(kid, t0 + Duration::from_secs(32)).await.unwrap();
+    assert_eq!(cache.fetches(), 2);
+    cache.key(kid, t0 + Duration::from_secs(332)).await.unwrap();
+    assert_eq!(cache.fetches(), 3, "max-age=300 ran out");
+}
+
+#[tokio::test]
+async fn the_example_backend_requires_aud_when_it_has_an_audience() {
+    let app = spawn_app().await;
+    let verifier = example::Verifier {
+        jwks: example::JwksCache::new(format!("{}/.well-known/jwks.json", app.http_base)),
+        issuer: "https://auth.test".into(),
+        audience: Some("billing".into()),
+    };
+    let for_billing = app
+        .issue_with_claims("strict", "alice", json!({"email": "a@example.com"}))
+        .await;
+    assert!(verifier.verify(&for_billing.token).await.is_ok());
+    // Same issuer and key, but no aud: plain jsonwebtoken would accept it.
+    let no_aud = app.issue("default", "alice").await;
+    let err = verifier
+        .verify(&no_aud.token)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("aud"), "{err}");
+}

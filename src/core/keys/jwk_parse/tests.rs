@@ -326,6 +326,23 @@ fn weak_rsa_keys_are_refused() {
     assert!(refusal(&partial, &any()).contains("\"qi\" missing"));
 }
 
+#[test]
+fn a_modulus_with_the_roca_fingerprint_is_refused() {
+    // 65537^128 is odd, 2049 bits long, and a power of 65537 modulo every prime: exactly the
+    // residues the flawed generator's moduli have. The fixture modulus passes the same test.
+    let mut n = rsa::BigUint::from(1u8);
+    for _ in 0..128 {
+        n *= 65537u32;
+    }
+    let jwk = with(
+        public_jwk(Algorithm::RS256, RSA_2048),
+        "n",
+        json!(b64(&n.to_bytes_be())),
+    );
+    assert!(refusal(&jwk, &any()).contains("ROCA"));
+    Key::from_jwk(&public_jwk(Algorithm::RS256, RSA_2048).to_string(), &any()).unwrap();
+}
+
 fn public_jwk_of_rsa_pub(pem: &str) -> Value {
     use rsa::pkcs8::DecodePublicKey as _;
     use rsa::traits::PublicKeyParts as _;
