@@ -5,9 +5,11 @@
 
 use tonic::{Code, Status};
 
+use crate::core::lifecycle::LifecycleError;
 use crate::core::token::IssueError;
 use crate::core::token::LoginError;
 use crate::state::live::AdminError;
+use crate::state::store::StoreError;
 
 /// Everything an RPC can fail with, kept as the domain said it; [`ApiError::kind`] decides
 /// what the caller is told.
@@ -28,6 +30,12 @@ pub enum ApiError {
     /// An admin action could not be done.
     #[error(transparent)]
     Admin(AdminError),
+    /// A refresh, revocation or pair could not be done.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The token store did not answer; the call fails closed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A profile name no profile has, cut by [`shown`] so an answer never echoes a huge name.
@@ -53,6 +61,10 @@ pub enum Kind {
     FailedPrecondition,
     /// Our own fault; the message is logged, never sent.
     Internal,
+    /// The token shown to Refresh or Revoke is refused; the message gives the reason.
+    Unauthenticated,
+    /// The token store cannot be reached.
+    Unavailable,
 }
 
 impl Kind {
@@ -63,6 +75,8 @@ impl Kind {
             Kind::InvalidArgument => "invalid_argument",
             Kind::FailedPrecondition => "failed_precondition",
             Kind::Internal => "internal",
+            Kind::Unauthenticated => "unauthenticated",
+            Kind::Unavailable => "unavailable",
         }
     }
 
@@ -73,6 +87,8 @@ impl Kind {
             Kind::InvalidArgument => Code::InvalidArgument,
             Kind::FailedPrecondition => Code::FailedPrecondition,
             Kind::Internal => Code::Internal,
+            Kind::Unauthenticated => Code::Unauthenticated,
+            Kind::Unavailable => Code::Unavailable,
         }
     }
 }
@@ -90,6 +106,19 @@ impl ApiError {
                 Kind::FailedPrecondition
             }
             ApiError::Admin(AdminError::Failed(_)) => Kind::Internal,
+            ApiError::Store(_) => Kind::Unavailable,
+            ApiError::Lifecycle(e) => match e {
+                LifecycleError::NoRefresh(_) | LifecycleError::NotRevocable(_) => {
+                    Kind::FailedPrecondition
+                }
+                LifecycleError::FamilyClaimGiven
+                | LifecycleError::Empty(_)
+                | LifecycleError::NoTarget => Kind::InvalidArgument,
+                LifecycleError::RefreshRefused(_) | LifecycleError::TokenRefused(_) => {
+                    Kind::Unauthenticated
+                }
+                LifecycleError::RefreshProfileGone(_) | LifecycleError::Random => Kind::Internal,
+            },
             ApiError::Issue(e) | ApiError::Login(LoginError::Issue(e)) => match e {
                 IssueError::VerifyOnly { .. } | IssueError::NoActiveKey { .. } => {
                     Kind::FailedPrecondition

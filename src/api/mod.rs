@@ -5,6 +5,7 @@ pub mod admin;
 pub mod convert;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod peer;
 pub mod server;

@@ -13,6 +13,7 @@ use crate::api::convert::{
     ttl_from_proto, verified_to_proto,
 };
 use crate::api::error::{ApiError, UnknownProfile, shown};
+use crate::api::lifecycle::TokenLifecycle;
 use crate::api::metrics::{Metrics, Outcome};
 use crate::core::jwks;
 use crate::core::profile::{self, Profile};
@@ -20,6 +21,7 @@ use crate::core::token::{self, IssueRequest, Refusal, Verified};
 use crate::proto;
 use crate::proto::token_authority_server::TokenAuthority;
 use crate::state::live::{Live, Snapshot};
+use crate::state::store::Store;
 
 /// Answers `tokenauthority.v1.TokenAuthority` from the live profiles; each call reads one
 /// snapshot from start to end.
@@ -27,6 +29,7 @@ pub struct TokenAuthorityService {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     rng: SystemRandom,
+    lifecycle: TokenLifecycle,
 }
 
 impl TokenAuthorityService {
@@ -37,7 +40,14 @@ impl TokenAuthorityService {
             live,
             metrics,
             rng: SystemRandom::new(),
+            lifecycle: TokenLifecycle::new(Arc::new(Store::Off)),
         }
+    }
+
+    /// The same service keeping revocations, single-use marks and refresh families in `store`.
+    pub fn with_store(mut self, store: Arc<Store>) -> TokenAuthorityService {
+        self.lifecycle = TokenLifecycle::new(store);
+        self
     }
 
     fn now(&self) -> std::time::SystemTime {
@@ -71,23 +81,81 @@ impl TokenAuthorityService {
         Ok(issued_to_proto(issued))
     }
 
-    fn verify_inner(&self, req: proto::VerifyRequest) -> Result<proto::VerifyResponse, ApiError> {
-        let snapshot = self.live.current();
+    async fn verify_inner(
+        &self,
+        req: proto::VerifyRequest,
+    ) -> Result<proto::VerifyResponse, ApiError> {
+        let snapshot = arc_swap::Guard::into_inner(self.live.current());
         let profile = self.profile(&snapshot, &req.profile)?;
         let audience = Some(req.audience.as_str()).filter(|a| !a.is_empty());
+        let verdict = match token::verify(profile, &req.token, audience, self.now()) {
+            Ok(verified) => self.lifecycle.check(profile, verified).await?,
+            Err(refusal) => Err(refusal),
+        };
         // A refused token is an answer, not an error: both arms answer OK.
-        Ok(
-            match token::verify(profile, &req.token, audience, self.now()) {
-                Ok(verified) => {
-                    record_verified(&verified);
-                    verified_to_proto(verified)
-                }
-                Err(refusal) => {
-                    record_refused(&refusal);
-                    refusal_to_proto(refusal)
-                }
-            },
-        )
+        Ok(match verdict {
+            Ok(verified) => {
+                record_verified(&verified);
+                verified_to_proto(verified)
+            }
+            Err(refusal) => {
+                record_refused(&refusal);
+                refusal_to_proto(refusal)
+            }
+        })
+    }
+
+    fn issue_pair_inner(
+        &self,
+        req: proto::IssueRequest,
+    ) -> Result<proto::IssuePairResponse, ApiError> {
+        let snapshot = self.live.current();
+        let profile = self.profile(&snapshot, &req.profile)?;
+        let request = IssueRequest {
+            subject: req.subject,
+            claims: claims_from_proto(req.claims)?,
+            audience: req.audience,
+            ttl: ttl_from_proto(req.ttl)?,
+        };
+        let pair = self
+            .lifecycle
+            .issue_pair(&snapshot, profile, request, self.now(), &self.rng)?;
+        Span::current().record("outcome", "issued");
+        Ok(pair)
+    }
+
+    async fn refresh_inner(
+        &self,
+        req: proto::RefreshRequest,
+    ) -> Result<proto::IssuePairResponse, ApiError> {
+        let snapshot = arc_swap::Guard::into_inner(self.live.current());
+        let profile = self.profile(&snapshot, &req.profile)?;
+        let pair = self
+            .lifecycle
+            .refresh(
+                &snapshot,
+                profile,
+                &req.refresh_token,
+                self.now(),
+                &self.rng,
+            )
+            .await?;
+        Span::current().record("outcome", "issued");
+        Ok(pair)
+    }
+
+    async fn revoke_inner(
+        &self,
+        req: proto::RevokeRequest,
+    ) -> Result<proto::RevokeResponse, ApiError> {
+        let snapshot = arc_swap::Guard::into_inner(self.live.current());
+        let profile = self.profile(&snapshot, &req.profile)?;
+        let answer = self
+            .lifecycle
+            .revoke(&snapshot, profile, req.target, self.now())
+            .await?;
+        Span::current().record("outcome", "revoked");
+        Ok(answer)
     }
 
     fn jwks_inner(&self, req: proto::JwksRequest) -> Result<proto::JwksResponse, ApiError> {
@@ -141,7 +209,7 @@ impl TokenAuthority for TokenAuthorityService {
         let started = Instant::now();
         let request = request.into_inner();
         let profile = Metrics::profile_label(&self.live, &request.profile);
-        let result = self.verify_inner(request);
+        let result = self.verify_inner(request).await;
         let outcome = Outcome::of_verify(&result);
         self.metrics
             .observe_call("Verify", profile, outcome, started);
@@ -174,6 +242,51 @@ impl TokenAuthority for TokenAuthorityService {
         let outcome = Outcome::of(&result);
         self.metrics
             .observe_call("LoginUrl", profile, outcome, started);
+        finish(started, result)
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "IssuePair", profile = Empty, outcome = Empty, reason = Empty))]
+    async fn issue_pair(
+        &self,
+        request: Request<proto::IssueRequest>,
+    ) -> Result<Response<proto::IssuePairResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        let result = self.issue_pair_inner(request);
+        let outcome = Outcome::of(&result);
+        self.metrics
+            .observe_call("IssuePair", profile, outcome, started);
+        finish(started, result)
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Refresh", profile = Empty, outcome = Empty, reason = Empty))]
+    async fn refresh(
+        &self,
+        request: Request<proto::RefreshRequest>,
+    ) -> Result<Response<proto::IssuePairResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        let result = self.refresh_inner(request).await;
+        let outcome = Outcome::of(&result);
+        self.metrics
+            .observe_call("Refresh", profile, outcome, started);
+        finish(started, result)
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Revoke", profile = Empty, outcome = Empty, reason = Empty))]
+    async fn revoke(
+        &self,
+        request: Request<proto::RevokeRequest>,
+    ) -> Result<Response<proto::RevokeResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        let result = self.revoke_inner(request).await;
+        let outcome = Outcome::of(&result);
+        self.metrics
+            .observe_call("Revoke", profile, outcome, started);
         finish(started, result)
     }
 }

@@ -3,11 +3,12 @@
 //! types, touches a file or reads the environment; time comes in as an argument or through a
 //! [`clock::Clock`] handed in. `tests/api/layering.rs` keeps it that way.
 //!
-//! Reading order: [`clock`], [`keys`], [`login`], [`rotation`], [`profile`], [`token`], [`jwks`].
+//! Reading order: [`clock`], [`keys`], [`login`], [`rotation`], [`profile`], [`token`], [`lifecycle`], [`jwks`].
 
 pub mod clock;
 pub mod jwks;
 pub mod keys;
+pub mod lifecycle;
 pub mod login;
 pub mod profile;
 pub mod rotation;

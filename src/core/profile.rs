@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::core::clock::whole_seconds;
 use crate::core::keys::{Jwk, Key};
+use crate::core::lifecycle::Lifecycle;
 use crate::core::login::LoginUrl;
 use crate::core::rotation::{KeyState, KeyTimes};
 
@@ -187,6 +188,8 @@ pub struct ProfileSpec {
     pub typ: Option<String>,
     pub login_url: Option<LoginUrl>,
     pub max_token_bytes: usize,
+    /// Revocation, single use and refresh: what the token store keeps for this profile.
+    pub lifecycle: Lifecycle,
 }
 
 /// Why a profile's configuration does not hold together.
@@ -287,6 +290,7 @@ pub struct Profile {
     pub(crate) typ: Option<String>,
     pub(crate) login_url: Option<LoginUrl>,
     pub(crate) max_token_bytes: usize,
+    pub(crate) lifecycle: Lifecycle,
 }
 
 impl Profile {
@@ -321,6 +325,7 @@ impl Profile {
             typ: spec.typ,
             login_url: spec.login_url,
             max_token_bytes: spec.max_token_bytes,
+            lifecycle: spec.lifecycle,
         })
     }
 
@@ -397,6 +402,21 @@ impl Profile {
     /// Whether the profile has a login URL template.
     pub fn has_login_url(&self) -> bool {
         self.login_url.is_some()
+    }
+
+    /// What the token store keeps for this profile's tokens.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// How long past `exp` a token is still accepted.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
+    /// The claim that carries the subject.
+    pub fn subject_claim(&self) -> &str {
+        &self.subject_claim
     }
 }
 
@@ -588,6 +608,7 @@ impl ProfileSpec {
             typ: None,
             login_url: None,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            lifecycle: Lifecycle::default(),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! What lives outside the process: the configuration file turned into checked specs, the live
-//! snapshot that rotation and reload swap, the managed key directories, and atomic file writes.
+//! snapshot that rotation and reload swap, the managed key directories, the token store, and atomic file writes.
 //!
-//! Reading order: [`config`], [`files`], [`managed`], [`live`].
+//! Reading order: [`config`], [`files`], [`managed`], [`live`], [`store`].
 
 pub mod config;
 pub mod files;
 pub mod live;
 pub mod managed;
+pub mod store;

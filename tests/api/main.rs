@@ -11,6 +11,7 @@ mod issue;
 mod jwks;
 mod key_files;
 mod layering;
+mod lifecycle;
 mod login_url;
 mod managed;
 mod metrics;

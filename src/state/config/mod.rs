@@ -6,8 +6,11 @@
 //! Every error names where it came from: the file, the key id or profile, the field, the reason.
 
 mod key;
+mod lifecycle;
 mod profile;
 mod raw;
+
+pub use lifecycle::{DEFAULT_STORE_FILE, StoreSettings};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -64,6 +67,8 @@ pub struct Config {
     pub keys: KeyStore,
     /// Profiles by name order; managed ones get their signing keys from the key manager.
     pub profiles: Vec<ProfileTemplate>,
+    /// The token store; `None` when no `[store]` is configured and no profile needs one.
+    pub store: Option<StoreSettings>,
     /// Keys that `generate = true` would have created, made in memory only: filled by
     /// [`Config::check`], always empty for a configuration that serves.
     pub would_generate: Vec<(KeyId, PathBuf)>,
@@ -175,6 +180,10 @@ impl Config {
                 .with_context(|| format!("{origin}: profile {name:?}"))?;
             profiles.push(template);
         }
+        lifecycle::cross_check(&mut profiles).map_err(|e| anyhow!("{origin}: {e:#}"))?;
+        let needed = profiles.iter().any(|p| p.spec.lifecycle.needs_store());
+        let store = lifecycle::store(raw.store.as_ref(), data_dir, needed)
+            .map_err(|e| anyhow!("{origin}: {e:#}"))?;
         warn_unused_keys(&keys, &profiles, &origin);
         Ok(Config {
             origin,
@@ -188,6 +197,7 @@ impl Config {
             drain_timeout: server.drain_timeout,
             keys,
             profiles,
+            store,
             would_generate,
         })
     }

@@ -16,6 +16,27 @@ pub(super) struct RawConfig {
     pub keys: Vec<RawKey>,
     #[serde(default)]
     pub profiles: BTreeMap<String, RawProfile>,
+    pub store: Option<RawStore>,
+}
+
+/// `[store]`: where revocations, single-use marks and refresh families are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub backend: Option<String>,
+    pub path: Option<PathBuf>,
+    pub url: Option<String>,
+}
+
+/// `[profiles.NAME.refresh]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRefresh {
+    pub profile: String,
+    #[serde(default)]
+    pub rotate: bool,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub reuse_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +143,11 @@ pub(super) struct RawProfile {
     #[serde(default)]
     pub allowed_next_origins: Vec<String>,
     pub max_token_bytes: Option<usize>,
+    #[serde(default)]
+    pub revocable: bool,
+    #[serde(default)]
+    pub single_use: bool,
+    pub refresh: Option<RawRefresh>,
 }
 
 /// A duration setting that must be given, as text; see [`duration_text`].
