@@ -169,7 +169,7 @@ impl TokenLifecycle {
                     .into()
                 })
             }
-            Spent::Reuse => Err(refused(rules::reused())),
+            Spent::Reused => Err(refused(rules::reused())),
         }
     }
 

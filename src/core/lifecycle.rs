@@ -213,7 +213,7 @@ pub enum SpendDecision {
     /// Spent within the grace and its answer is still kept: answer that again.
     Replay,
     /// Spent before the grace: a stolen or replayed token. Revoke the family and refuse.
-    Reuse,
+    Reused,
 }
 
 /// The reuse rule: `spent_at` is when the token was first spent (`None`: never), `answer_kept`
@@ -227,7 +227,7 @@ pub fn decide_spend(
     match spent_at {
         None => SpendDecision::Record,
         Some(at) if answer_kept && now < at.saturating_add(grace) => SpendDecision::Replay,
-        Some(_) => SpendDecision::Reuse,
+        Some(_) => SpendDecision::Reused,
     }
 }
 
@@ -295,11 +295,14 @@ mod tests {
             decide_spend(Some(100), true, 109, 10),
             SpendDecision::Replay
         );
-        assert_eq!(decide_spend(Some(100), true, 110, 10), SpendDecision::Reuse);
+        assert_eq!(
+            decide_spend(Some(100), true, 110, 10),
+            SpendDecision::Reused
+        );
         assert_eq!(
             decide_spend(Some(100), false, 101, 10),
-            SpendDecision::Reuse
+            SpendDecision::Reused
         );
-        assert_eq!(decide_spend(Some(100), true, 100, 0), SpendDecision::Reuse);
+        assert_eq!(decide_spend(Some(100), true, 100, 0), SpendDecision::Reused);
     }
 }

@@ -16,6 +16,7 @@ mod login_url;
 mod managed;
 mod metrics;
 mod operations;
+mod redis;
 mod reload;
 mod vectors;
 mod verify;

@@ -154,10 +154,10 @@ impl Embedded {
                     Ok(Spent::First)
                 }
                 SpendDecision::Replay => Ok(Spent::Replay(kept.unwrap_or_default())),
-                SpendDecision::Reuse => {
+                SpendDecision::Reused => {
                     let old = live_entry(entries, &family, now)?.map_or(0, |(u, _)| u);
                     put(entries, expiry, &family, family_until.max(old), &[])?;
-                    Ok(Spent::Reuse)
+                    Ok(Spent::Reused)
                 }
             }
         })

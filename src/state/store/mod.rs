@@ -71,7 +71,7 @@ pub enum Spent {
     /// Spent within the grace: the first answer, to give again.
     Replay(Vec<u8>),
     /// Spent before the grace: the family is now revoked.
-    Reuse,
+    Reused,
 }
 
 /// The health service name that reports whether the store answers.

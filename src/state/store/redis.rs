@@ -205,7 +205,7 @@ impl RedisStore {
         match reply.as_slice() {
             [Value::Int(0)] => Ok(Spent::First),
             [Value::Int(1), Value::BulkString(answer)] => Ok(Spent::Replay(answer.clone())),
-            [Value::Int(2)] => Ok(Spent::Reuse),
+            [Value::Int(2)] => Ok(Spent::Reused),
             other => Err(unavailable(format!(
                 "unexpected reply to the spend script: {other:?}"
             ))),
