@@ -9,9 +9,15 @@
 //! Each entry holds the time (Unix seconds) until which it must be kept; an index ordered by
 //! that time lets [`Embedded::sweep`] delete expired entries without scanning the rest, and an
 //! entry past its time counts as absent even before the sweep.
+//!
+//! Revocations (token ids, subjects, families) are also mirrored in memory, so a Verify of a
+//! revocable profile reads a hash map instead of opening a read transaction. The mirror is
+//! coherent because this process is the file's only writer (redb locks it): it is filled from
+//! the file at open and updated after each commit, before the call that wrote is answered.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use redb::{Database, ReadableDatabase as _, ReadableTable, Table, TableDefinition};
@@ -32,6 +38,13 @@ const SWEEP_BATCH: usize = 10_000;
 pub struct Embedded {
     db: Arc<Database>,
     clock: Arc<dyn Clock>,
+    /// Revocation entries (kinds `t`, `s`, `f`): key → (keep until, the number it holds).
+    mirror: RwLock<HashMap<String, (u64, u64)>>,
+}
+
+/// Whether an entry is a revocation, which Verify reads (and so the mirror holds).
+fn mirrored(k: &str) -> bool {
+    k.starts_with("t/") || k.starts_with("s/") || k.starts_with("f/")
 }
 
 impl Embedded {
@@ -49,38 +62,58 @@ impl Embedded {
             txn.open_table(EXPIRY).context("opening the token store")?;
         }
         txn.commit().context("opening the token store")?;
+        let now = clock.unix_seconds();
+        let mut mirror = HashMap::new();
+        let txn = db.begin_read().context("reading the token store")?;
+        let entries = txn.open_table(ENTRIES).context("reading the token store")?;
+        for row in entries.iter().context("reading the token store")? {
+            let (k, v) = row.context("reading the token store")?;
+            let (until, payload) = v.value();
+            if mirrored(k.value()) && until >= now {
+                mirror.insert(k.value().to_owned(), (until, number(payload)));
+            }
+        }
+        drop(entries);
+        drop(txn);
         Ok(Embedded {
             db: Arc::new(db),
             clock,
+            mirror: RwLock::new(mirror),
         })
+    }
+
+    /// Records a committed revocation in the mirror. Revocations only grow (a later time, a
+    /// longer memory), so merging by maximum gives the file's value whatever order two
+    /// writers' updates arrive in.
+    fn mirror_put(&self, k: String, until: u64, number: u64) {
+        let mut mirror = self.mirror.write().unwrap_or_else(|p| p.into_inner());
+        let entry = mirror.entry(k).or_insert((until, number));
+        *entry = (entry.0.max(until), entry.1.max(number));
     }
 
     fn now(&self) -> u64 {
         self.clock.unix_seconds()
     }
 
-    /// Reads the entries of one token; a read transaction, so it never waits for writers.
+    /// Reads the revocations of one token from the mirror; never waits for a writer.
     pub(super) fn facts(&self, profile: &str, lookup: Lookup<'_>) -> Result<Facts, StoreError> {
         let now = self.now();
-        let read = || -> Result<Facts, redb::Error> {
-            let txn = self.db.begin_read()?;
-            let entries = txn.open_table(ENTRIES)?;
-            let live = |k: &str| -> Result<Option<u64>, redb::Error> {
-                Ok(live_entry(&entries, k, now)?.map(|(_, payload)| number(&payload)))
-            };
-            Ok(Facts {
-                token_revoked: match lookup.token_id {
-                    Some(id) => live(&key("t", profile, id))?.is_some(),
-                    None => false,
-                },
-                subject_revoked_before: live(&key("s", profile, lookup.subject))?,
-                family_revoked: match lookup.family {
-                    Some(family) => live(&family_key(family))?.is_some(),
-                    None => false,
-                },
-            })
+        let mirror = self.mirror.read().unwrap_or_else(|p| p.into_inner());
+        let live = |k: String| {
+            mirror
+                .get(&k)
+                .filter(|(until, _)| *until >= now)
+                .map(|(_, n)| *n)
         };
-        read().map_err(failed)
+        Ok(Facts {
+            token_revoked: lookup
+                .token_id
+                .is_some_and(|id| live(key("t", profile, id)).is_some()),
+            subject_revoked_before: live(key("s", profile, lookup.subject)),
+            family_revoked: lookup
+                .family
+                .is_some_and(|family| live(family_key(family)).is_some()),
+        })
     }
 
     /// Marks `token_id` consumed unless a live mark exists; `true` for the first caller.
@@ -109,23 +142,28 @@ impl Embedded {
         before: Option<u64>,
         until: u64,
     ) -> Result<(), StoreError> {
-        self.write(move |entries, expiry, now| {
-            let old = live_entry(entries, &k, now)?;
-            let until = old.as_ref().map_or(until, |(u, _)| until.max(*u));
-            let before = match (before, &old) {
-                (Some(b), Some((_, payload))) => Some(b.max(number(payload))),
-                (b, _) => b,
-            };
-            let payload = before.map(u64::to_be_bytes);
-            put(
-                entries,
-                expiry,
-                &k,
-                until,
-                payload.as_ref().map_or(&[][..], |p| &p[..]),
-            )
-        })
-        .await
+        let written = k.clone();
+        let (until, number) = self
+            .write(move |entries, expiry, now| {
+                let old = live_entry(entries, &k, now)?;
+                let until = old.as_ref().map_or(until, |(u, _)| until.max(*u));
+                let before = match (before, &old) {
+                    (Some(b), Some((_, payload))) => Some(b.max(number(payload))),
+                    (b, _) => b,
+                };
+                let payload = before.map(u64::to_be_bytes);
+                put(
+                    entries,
+                    expiry,
+                    &k,
+                    until,
+                    payload.as_ref().map_or(&[][..], |p| &p[..]),
+                )?;
+                Ok((until, before.unwrap_or_default()))
+            })
+            .await?;
+        self.mirror_put(written, until, number);
+        Ok(())
     }
 
     /// Spends a refresh token in one write transaction: the decision and its writes (the
@@ -134,6 +172,7 @@ impl Embedded {
         let spent_key = key("x", spend.profile, spend.token_id);
         let answer_key = key("a", spend.profile, spend.token_id);
         let family = family_key(spend.family);
+        let written = family.clone();
         let Spend {
             now,
             grace,
@@ -142,26 +181,32 @@ impl Embedded {
             family_until,
             ..
         } = spend;
-        self.write(move |entries, expiry, _| {
-            let spent_at = live_entry(entries, &spent_key, now)?.map(|(_, p)| number(&p));
-            let kept = live_entry(entries, &answer_key, now)?.map(|(_, p)| p);
-            match decide_spend(spent_at, kept.is_some(), now, grace) {
-                SpendDecision::Record => {
-                    put(entries, expiry, &spent_key, spent_until, &now.to_be_bytes())?;
-                    if grace > 0 {
-                        put(entries, expiry, &answer_key, now + grace, &answer)?;
+        let (spent, family_until) = self
+            .write(move |entries, expiry, _| {
+                let spent_at = live_entry(entries, &spent_key, now)?.map(|(_, p)| number(&p));
+                let kept = live_entry(entries, &answer_key, now)?.map(|(_, p)| p);
+                match decide_spend(spent_at, kept.is_some(), now, grace) {
+                    SpendDecision::Record => {
+                        put(entries, expiry, &spent_key, spent_until, &now.to_be_bytes())?;
+                        if grace > 0 {
+                            put(entries, expiry, &answer_key, now + grace, &answer)?;
+                        }
+                        Ok((Spent::First, None))
                     }
-                    Ok(Spent::First)
+                    SpendDecision::Replay => Ok((Spent::Replay(kept.unwrap_or_default()), None)),
+                    SpendDecision::Reused => {
+                        let old = live_entry(entries, &family, now)?.map_or(0, |(u, _)| u);
+                        let until = family_until.max(old);
+                        put(entries, expiry, &family, until, &[])?;
+                        Ok((Spent::Reused, Some(until)))
+                    }
                 }
-                SpendDecision::Replay => Ok(Spent::Replay(kept.unwrap_or_default())),
-                SpendDecision::Reused => {
-                    let old = live_entry(entries, &family, now)?.map_or(0, |(u, _)| u);
-                    put(entries, expiry, &family, family_until.max(old), &[])?;
-                    Ok(Spent::Reused)
-                }
-            }
-        })
-        .await
+            })
+            .await?;
+        if let Some(until) = family_until {
+            self.mirror_put(written, until, 0);
+        }
+        Ok(spent)
     }
 
     /// Deletes every entry kept until before now, in batches; returns how many went.
@@ -180,17 +225,30 @@ impl Embedded {
                             })
                         })
                         .collect::<Result<_, _>>()?;
+                    let mut removed = Vec::new();
                     for (until, k) in &stale {
                         expiry.remove((*until, k.as_str()))?;
                         // An entry rewritten with a later time has a newer index row.
                         let current = entries.get(k.as_str())?.map(|g| g.value().0);
                         if current == Some(*until) {
                             entries.remove(k.as_str())?;
+                            removed.push(k.clone());
                         }
                     }
-                    Ok(stale.len())
+                    Ok((stale.len(), removed))
                 })
                 .await?;
+            let (swept, removed) = swept;
+            {
+                // Only what is still expired: a revocation written since has a later time.
+                let now = self.now();
+                let mut mirror = self.mirror.write().unwrap_or_else(|p| p.into_inner());
+                for k in removed {
+                    if mirror.get(&k).is_some_and(|(until, _)| *until < now) {
+                        mirror.remove(&k);
+                    }
+                }
+            }
             total += swept;
             if swept < SWEEP_BATCH {
                 return Ok(total);
