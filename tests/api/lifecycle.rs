@@ -805,3 +805,59 @@ where
     }
     out
 }
+
+#[tokio::test]
+async fn store_entries_are_forgotten_once_every_token_they_guard_has_expired() {
+    use std::sync::Arc;
+    use token_authority::core::clock::{Clock as _, ManualClock};
+    use token_authority::core::lifecycle::Lookup;
+    use token_authority::state::config::StoreSettings;
+    use token_authority::state::store::Store;
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(std::time::SystemTime::now()));
+    let settings = StoreSettings::Embedded {
+        path: dir.path().join("tokens.redb"),
+    };
+    let store = Store::open(Some(&settings), clock.clone()).unwrap();
+    let now = clock.unix_seconds();
+    let lookup = Lookup {
+        token_id: Some("jti-1"),
+        subject: "42",
+        family: None,
+    };
+    store
+        .revoke_token("access", "jti-1", now + 10)
+        .await
+        .unwrap();
+    store
+        .revoke_subject("access", "42", now, now + 20)
+        .await
+        .unwrap();
+    let facts = store.facts("access", lookup).await.unwrap();
+    assert!(facts.token_revoked);
+    assert_eq!(facts.subject_revoked_before, Some(now));
+
+    // Past its time an entry counts as gone even before the sweep deletes it.
+    clock.advance(Duration::from_secs(11));
+    let facts = store.facts("access", lookup).await.unwrap();
+    assert!(!facts.token_revoked);
+    assert_eq!(facts.subject_revoked_before, Some(now));
+    assert_eq!(store.sweep().await.unwrap(), 1);
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(store.sweep().await.unwrap(), 1);
+    assert_eq!(store.sweep().await.unwrap(), 0);
+    assert_eq!(
+        store.facts("access", lookup).await.unwrap(),
+        Default::default()
+    );
+
+    // What was swept stays swept after a restart.
+    drop(store);
+    let store = Store::open(Some(&settings), clock.clone()).unwrap();
+    assert_eq!(
+        store.facts("access", lookup).await.unwrap(),
+        Default::default()
+    );
+    assert_eq!(store.sweep().await.unwrap(), 0);
+}

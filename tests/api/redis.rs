@@ -258,3 +258,31 @@ async fn with_redis_stopped_stateful_calls_fail_closed_and_recover_when_it_retur
     let renewed = refresh(&app, "access", refresh_of(&fresh)).await.unwrap();
     assert!(app.verify("access", access_of(&renewed)).await.valid);
 }
+
+#[tokio::test]
+async fn redis_keys_expire_with_the_latest_exp_they_guard() {
+    use ::redis::AsyncCommands as _;
+    let redis = RedisServer::start();
+    let app = spawn_app_with(&lifecycle_config(&redis.store_table())).await;
+    let pair = issue_pair(&app, "access", "42", json!({})).await;
+    let id = pair.access.as_ref().unwrap().token_id.clone();
+    revoke(&app, "access", Target::TokenId(id.clone()))
+        .await
+        .unwrap();
+    revoke(&app, "access", Target::Subject("42".into()))
+        .await
+        .unwrap();
+    let login = app.issue("login", "42").await;
+    assert!(app.verify("login", &login.token).await.valid);
+
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = conn.keys("token-authority:*").await.unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for key in keys {
+        let ttl: i64 = conn.ttl(&key).await.unwrap();
+        // access tokens live at most 5 minutes, login tokens 30 seconds.
+        let most = if key.contains("/login/") { 31 } else { 301 };
+        assert!((1..=most).contains(&ttl), "{key}: ttl {ttl}");
+    }
+}
