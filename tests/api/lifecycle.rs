@@ -653,9 +653,9 @@ async fn the_simplejwt_example_accepts_access_tokens_that_came_from_refresh() {
 const BIN: &str = env!("CARGO_BIN_EXE_token-authority");
 
 /// `token-authority serve`, killed when dropped.
-struct Serving {
+pub struct Serving {
     child: Child,
-    addr: String,
+    pub addr: String,
 }
 
 impl Drop for Serving {
@@ -665,7 +665,7 @@ impl Drop for Serving {
     }
 }
 
-fn serve(config: &Path, data: &Path) -> Serving {
+pub fn serve(config: &Path, data: &Path) -> Serving {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)

@@ -286,3 +286,78 @@ async fn redis_keys_expire_with_the_latest_exp_they_guard() {
         assert!((1..=most).contains(&ttl), "{key}: ttl {ttl}");
     }
 }
+
+#[tokio::test]
+async fn two_service_processes_on_one_redis_share_revocations_and_single_use() {
+    use token_authority::proto::token_authority_client::TokenAuthorityClient;
+    use token_authority::proto::{IssueRequest, RevokeRequest};
+    let redis = RedisServer::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut clients = Vec::new();
+    let mut servers = Vec::new();
+    for dir in &dirs {
+        std::fs::write(
+            dir.path().join("hs256.secret"),
+            crate::helpers::HS256_SECRET,
+        )
+        .unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, lifecycle_config(&redis.store_table())).unwrap();
+        let server = crate::lifecycle::serve(&config, dir.path());
+        let url = format!("http://{}", server.addr);
+        clients.push(TokenAuthorityClient::connect(url).await.unwrap());
+        servers.push(server);
+    }
+    let verify = |profile: &str, token: &str| VerifyRequest {
+        token: token.into(),
+        profile: profile.into(),
+        audience: String::new(),
+    };
+    let issue = |profile: &str| IssueRequest {
+        profile: profile.into(),
+        subject: "42".into(),
+        ..Default::default()
+    };
+    let access = clients[0]
+        .issue(issue("access"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        clients[1]
+            .verify(verify("access", &access.token))
+            .await
+            .unwrap()
+            .into_inner()
+            .valid
+    );
+    clients[0]
+        .revoke(RevokeRequest {
+            profile: "access".into(),
+            target: Some(Target::TokenId(access.token_id.clone())),
+        })
+        .await
+        .unwrap();
+    let answer = clients[1]
+        .verify(verify("access", &access.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.failure(), VerifyFailure::Revoked);
+
+    let login = clients[1].issue(issue("login")).await.unwrap().into_inner();
+    assert!(
+        clients[0]
+            .verify(verify("login", &login.token))
+            .await
+            .unwrap()
+            .into_inner()
+            .valid
+    );
+    let answer = clients[1]
+        .verify(verify("login", &login.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.failure(), VerifyFailure::AlreadyUsed);
+}

@@ -21,6 +21,9 @@ use crate::core::lifecycle::{Facts, Lookup};
 use crate::state::config::StoreSettings;
 
 /// How the store is reached; [`Store::Off`] when no profile needed one at start-up.
+///
+/// An enum rather than a trait object: there are two backends, both known here, and async
+/// methods on a `dyn` trait would need boxed futures on every Verify.
 pub enum Store {
     /// No store was opened; every call that needs one is refused.
     Off,
