@@ -1,6 +1,7 @@
 //! How much room a revocation takes in each token store: writes N token-id revocations the way
 //! `Revoke` does and reports the bytes per entry (the embedded file's growth; Redis's
-//! `used_memory` growth, when `redis-server` is installed, on a throwaway instance).
+//! `used_memory` growth, when `redis-server` is installed, on a throwaway instance), and how many
+//! revocations per second the embedded store takes from one caller and from 64 at once.
 //!
 //! ```text
 //! cargo run --release --example store_size -- 20000
@@ -65,6 +66,34 @@ async fn main() -> anyhow::Result<()> {
         n as f64 / started.elapsed().as_secs_f64(),
         (full - empty) as f64 / n as f64
     );
+
+    // Concurrent callers share commits: every write queued while one commit syncs goes into the
+    // next transaction.
+    let store = Arc::new(store);
+    let started = std::time::Instant::now();
+    let callers: Vec<_> = (0..64u64)
+        .map(|c| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..n / 64 {
+                    store
+                        .revoke_token("access", &token_id(n + c * n + i), until)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await?;
+    }
+    println!(
+        "embedded, 64 concurrent callers: {} revocations in {:.1?} ({:.0}/s)",
+        n / 64 * 64,
+        started.elapsed(),
+        (n / 64 * 64) as f64 / started.elapsed().as_secs_f64()
+    );
+    drop(store);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -1,9 +1,10 @@
 //! The embedded store: one redb file under the data directory, owned by this process.
 //!
-//! redb serialises write transactions, so a read-decide-write inside one transaction (consume
-//! once, spend a refresh token) is atomic within the process; and a commit returns only after
-//! the file is synced (`Durability::Immediate`, redb's default), so an answer given after a
-//! commit survives `kill -9`. Reads (every Verify of a revocable profile) take a read
+//! One writer thread owns the database and runs every write step in order, so a
+//! read-decide-write step (consume once, spend a refresh token) is atomic within the process;
+//! steps queued while a commit syncs share the next transaction (group commit), and a caller is
+//! answered only after the commit that holds its step returns, synced
+//! (`Durability::Immediate`, redb's default), so an acknowledged write survives `kill -9`. Reads (every Verify of a revocable profile) take a read
 //! transaction and never wait for a writer.
 //!
 //! Each entry holds the time (Unix seconds) until which it must be kept; an index ordered by
@@ -17,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, mpsc};
 
 use anyhow::Context as _;
 use redb::{Database, ReadableDatabase as _, ReadableTable, Table, TableDefinition};
@@ -34,9 +35,11 @@ const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 /// The most entries one sweep transaction deletes, so a sweep never holds the writer long.
 const SWEEP_BATCH: usize = 10_000;
 
-/// The redb-backed store; cheap to share (the database is behind an `Arc`).
+/// The redb-backed store: the database is owned by one writer thread, and reads come from
+/// the mirror.
 pub struct Embedded {
-    db: Arc<Database>,
+    writer: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     clock: Arc<dyn Clock>,
     /// Revocation entries (kinds `t`, `s`, `f`): key → (keep until, the number it holds).
     mirror: RwLock<HashMap<String, (u64, u64)>>,
@@ -75,8 +78,14 @@ impl Embedded {
         }
         drop(entries);
         drop(txn);
+        let (writer, jobs) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("token-store".into())
+            .spawn(move || run_writer(db, jobs))
+            .context("starting the token store's writer thread")?;
         Ok(Embedded {
-            db: Arc::new(db),
+            writer: Some(writer),
+            thread: Some(thread),
             clock,
             mirror: RwLock::new(mirror),
         })
@@ -256,34 +265,90 @@ impl Embedded {
         }
     }
 
-    /// Runs `step` in one write transaction on a blocking thread (a commit syncs the file)
-    /// and commits it; `step` gets the tables and the time.
+    /// Runs `step` on the writer thread, inside the next write transaction, and answers once
+    /// that transaction is committed (and so synced); `step` gets the tables and the time.
     async fn write<T, F>(&self, step: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(
-                &mut Table<&str, (u64, &[u8])>,
-                &mut Table<(u64, &str), ()>,
-                u64,
-            ) -> Result<T, redb::Error>
+        F: FnOnce(&mut Entries<'_>, &mut Expiry<'_>, u64) -> Result<T, redb::Error>
             + Send
             + 'static,
     {
-        let db = self.db.clone();
         let now = self.now();
-        let run = move || -> Result<T, redb::Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |entries, expiry| {
+            let value = step(entries, expiry, now)?;
+            Ok(Box::new(move |committed: Result<(), String>| {
+                let _ = tx.send(committed.map(|()| value));
+            }))
+        });
+        let sent = match &self.writer {
+            Some(writer) => writer.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(failed("the store's writer thread has stopped"));
+        }
+        match rx.await {
+            Ok(result) => result.map_err(failed),
+            // The step failed and its transaction was abandoned; the writer logged why.
+            Err(_) => Err(failed("the write was not committed")),
+        }
+    }
+}
+
+type Entries<'t> = Table<'t, &'static str, (u64, &'static [u8])>;
+type Expiry<'t> = Table<'t, (u64, &'static str), ()>;
+/// What the caller is told once the transaction its step ran in is committed, or not.
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// One step, run inside a write transaction shared with the steps queued beside it.
+type Job = Box<dyn FnOnce(&mut Entries<'_>, &mut Expiry<'_>) -> Result<Finish, redb::Error> + Send>;
+
+/// The most steps one transaction takes.
+const MAX_BATCH: usize = 1024;
+
+/// The writer thread: takes every step queued while the last commit was syncing and runs them,
+/// in order, in one transaction, so concurrent writers share one fsync (group commit). Each
+/// step still sees the writes of the steps before it, so each is as atomic as if alone.
+fn run_writer(db: Database, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let run = |batch: Vec<Job>| -> Result<Vec<Finish>, redb::Error> {
             let txn = db.begin_write()?;
-            let answer = {
+            let finishes = {
                 let mut entries = txn.open_table(ENTRIES)?;
                 let mut expiry = txn.open_table(EXPIRY)?;
-                step(&mut entries, &mut expiry, now)?
+                batch
+                    .into_iter()
+                    .map(|job| job(&mut entries, &mut expiry))
+                    .collect::<Result<Vec<_>, _>>()?
             };
             txn.commit()?;
-            Ok(answer)
+            Ok(finishes)
         };
-        match tokio::task::spawn_blocking(run).await {
-            Ok(result) => result.map_err(failed),
-            Err(e) => Err(failed(e)),
+        match run(batch) {
+            Ok(finishes) => finishes.into_iter().for_each(|finish| finish(Ok(()))),
+            // Every step of the batch is dropped unanswered, so its caller fails closed.
+            Err(e) => {
+                tracing::error!(error = %e, "a token store transaction failed; its writes are abandoned");
+            }
+        }
+    }
+}
+
+impl Drop for Embedded {
+    /// Stops the writer after what is queued and waits for it, so the file is closed (and its
+    /// lock released) when the store is gone.
+    fn drop(&mut self) {
+        self.writer = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
