@@ -1,5 +1,5 @@
 //! The audit trail: one event on the tracing target `audit` for every Issue, LoginUrl,
-//! RotateKey and Reload, and for every call refused as unauthenticated, denied or over its
+//! IssuePair, Refresh, Revoke, RotateKey and Reload, and for every call refused as unauthenticated, denied or over its
 //! rate, whichever RPC it was. `telemetry` writes these events as JSON lines whatever the log
 //! format, so they can be routed apart from the service log.
 //!
@@ -9,7 +9,6 @@
 
 use crate::api::auth::Who;
 use crate::api::error::{ApiError, shown};
-use crate::core::keys::KeyId;
 use crate::core::policy::Rpc;
 use crate::state::config::Audit;
 
@@ -62,9 +61,14 @@ impl Trail {
     }
 
     /// The token that was issued.
-    pub fn issued(&mut self, jti: &str, kid: &KeyId) {
+    pub fn issued(&mut self, jti: &str, kid: &str) {
         self.jti = Some(jti.to_owned());
-        self.kid = Some(kid.to_string());
+        self.kid = Some(kid.to_owned());
+    }
+
+    /// The token a call acted on by its id (Revoke).
+    pub fn token(&mut self, jti: &str) {
+        self.jti = Some(jti.to_owned());
     }
 
     /// The key an operator rotated to.
@@ -76,7 +80,13 @@ impl Trail {
     pub fn finish<T>(self, audit: &Audit, result: &Result<T, ApiError>) {
         let always = matches!(
             self.rpc,
-            Rpc::Issue | Rpc::LoginUrl | Rpc::RotateKey | Rpc::Reload
+            Rpc::Issue
+                | Rpc::LoginUrl
+                | Rpc::IssuePair
+                | Rpc::Refresh
+                | Rpc::Revoke
+                | Rpc::RotateKey
+                | Rpc::Reload
         );
         let (outcome, rule, reason): (&str, Option<&str>, Option<&str>) = match result {
             Err(ApiError::Unauthenticated(e)) => ("unauthenticated", None, Some(e.reason())),
@@ -87,6 +97,7 @@ impl Trail {
                 match self.rpc {
                     Rpc::RotateKey => "rotated",
                     Rpc::Reload => "reloaded",
+                    Rpc::Revoke => "revoked",
                     _ => "issued",
                 },
                 None,

@@ -13,7 +13,7 @@ use tonic::Request;
 use tonic::metadata::MetadataMap;
 
 use crate::api::peer::{ClientCertificate, PeerInfo};
-use crate::core::policy::{Call, Caller, Credential};
+use crate::core::policy::{Call, Caller, Credential, Rpc};
 use crate::core::token;
 use crate::state::live::Snapshot;
 
@@ -203,7 +203,7 @@ fn bearer_subject(
         .map_err(|refusal| Unauthenticated::Token(refusal.failure.as_str()))
 }
 
-/// Whether `who` may make `call`: its policy, then (for Issue and LoginUrl) its rate.
+/// Whether `who` may make `call`: its policy, then (for every RPC that mints tokens) its rate.
 pub fn authorize(
     snapshot: &Snapshot,
     who: &Who<'_>,
@@ -213,7 +213,7 @@ pub fn authorize(
         return Ok(());
     };
     caller.decide(call)?;
-    if call.rpc.issues()
+    if (call.rpc.issues() || call.rpc == Rpc::Refresh)
         && let Some(rate) = snapshot.callers.rate(*index)
         && !rate.take()
     {

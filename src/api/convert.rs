@@ -189,6 +189,8 @@ pub fn failure_to_proto(failure: Failure) -> VerifyFailure {
         Failure::MissingClaim => VerifyFailure::MissingClaim,
         Failure::WrongType => VerifyFailure::WrongType,
         Failure::ClaimMismatch => VerifyFailure::ClaimMismatch,
+        Failure::Revoked => VerifyFailure::Revoked,
+        Failure::AlreadyUsed => VerifyFailure::AlreadyUsed,
     }
 }
 

@@ -6,10 +6,12 @@
 use tonic::{Code, Status};
 
 use crate::api::auth::{RateLimited, Unauthenticated};
+use crate::core::lifecycle::LifecycleError;
 use crate::core::policy::Forbidden;
 use crate::core::token::IssueError;
 use crate::core::token::LoginError;
 use crate::state::live::AdminError;
+use crate::state::store::StoreError;
 
 /// Everything an RPC can fail with, kept as the domain said it; [`ApiError::kind`] decides
 /// what the caller is told.
@@ -39,6 +41,12 @@ pub enum ApiError {
     /// A caller is over its rate.
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
+    /// A refresh, revocation or pair could not be done.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The token store did not answer; the call fails closed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A profile name no profile has, cut by [`shown`] so an answer never echoes a huge name.
@@ -62,7 +70,8 @@ pub enum Kind {
     InvalidArgument,
     /// The request is fine but the profile cannot do it.
     FailedPrecondition,
-    /// No credentials, or credentials that prove nothing; the message says why.
+    /// No credentials, or credentials that prove nothing, or a token shown to Refresh or Revoke
+    /// that is refused; the message says why.
     Unauthenticated,
     /// A known caller outside its policy; the message names the caller, RPC, profile and rule.
     PermissionDenied,
@@ -70,6 +79,8 @@ pub enum Kind {
     ResourceExhausted,
     /// Our own fault; the message is logged, never sent.
     Internal,
+    /// The token store cannot be reached.
+    Unavailable,
 }
 
 impl Kind {
@@ -83,6 +94,7 @@ impl Kind {
             Kind::PermissionDenied => "permission_denied",
             Kind::ResourceExhausted => "resource_exhausted",
             Kind::Internal => "internal",
+            Kind::Unavailable => "unavailable",
         }
     }
 
@@ -96,6 +108,7 @@ impl Kind {
             Kind::PermissionDenied => Code::PermissionDenied,
             Kind::ResourceExhausted => Code::ResourceExhausted,
             Kind::Internal => Code::Internal,
+            Kind::Unavailable => Code::Unavailable,
         }
     }
 }
@@ -116,6 +129,19 @@ impl ApiError {
             ApiError::Unauthenticated(_) => Kind::Unauthenticated,
             ApiError::Forbidden(_) => Kind::PermissionDenied,
             ApiError::RateLimited(_) => Kind::ResourceExhausted,
+            ApiError::Store(_) => Kind::Unavailable,
+            ApiError::Lifecycle(e) => match e {
+                LifecycleError::NoRefresh(_) | LifecycleError::NotRevocable(_) => {
+                    Kind::FailedPrecondition
+                }
+                LifecycleError::FamilyClaimGiven
+                | LifecycleError::Empty(_)
+                | LifecycleError::NoTarget => Kind::InvalidArgument,
+                LifecycleError::RefreshRefused(_) | LifecycleError::TokenRefused(_) => {
+                    Kind::Unauthenticated
+                }
+                LifecycleError::RefreshProfileGone(_) | LifecycleError::Random => Kind::Internal,
+            },
             ApiError::Issue(e) | ApiError::Login(LoginError::Issue(e)) => match e {
                 IssueError::VerifyOnly { .. } | IssueError::NoActiveKey { .. } => {
                     Kind::FailedPrecondition

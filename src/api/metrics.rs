@@ -104,6 +104,8 @@ fn refusal_reason(failure: proto::VerifyFailure) -> &'static str {
         F::MissingClaim => "missing_claim",
         F::WrongType => "wrong_type",
         F::ClaimMismatch => "claim_mismatch",
+        F::Revoked => "revoked",
+        F::AlreadyUsed => "already_used",
     }
 }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod peer;
 pub mod server;

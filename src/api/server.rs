@@ -30,6 +30,7 @@ use crate::proto::key_admin_server::KeyAdminServer;
 use crate::proto::token_authority_server::TokenAuthorityServer;
 use crate::state::config::Config;
 use crate::state::live::Live;
+use crate::state::store::Store;
 
 /// The gRPC service name that health reports for the token service.
 pub const SERVICE_NAME: &str = "tokenauthority.v1.TokenAuthority";
@@ -55,6 +56,7 @@ pub struct Server {
     admin: bool,
     max_request_bytes: usize,
     drain_timeout: Duration,
+    store: Arc<Store>,
 }
 
 impl Server {
@@ -83,6 +85,7 @@ impl Server {
         for key in config.keys.sorted() {
             tracing::info!(kid = ?key.id(), alg = %key.algorithm(), can_sign = key.can_sign(), "key loaded");
         }
+        let store = Arc::new(Store::open(config.store.as_ref(), clock.clone())?);
         let live = Live::start(config, clock)?;
         Ok(Server {
             metrics: Arc::new(Metrics::new(live.clone())),
@@ -92,6 +95,7 @@ impl Server {
             admin,
             max_request_bytes,
             drain_timeout,
+            store,
         })
     }
 
@@ -147,11 +151,17 @@ impl Server {
         };
         let stopping = CancellationToken::new();
         let tasks = self.spawn_tasks(http, &stopping);
+        let upkeep = tokio::spawn(crate::api::lifecycle::upkeep(
+            self.store.clone(),
+            health.clone(),
+            stopping.clone().cancelled_owned(),
+        ));
         let (draining_tx, draining_rx) = oneshot::channel();
         let signal = shutdown_signal(shutdown, health, stopping, draining_tx);
         let server = routes.serve_with_incoming_shutdown(grpc, signal);
         serve_until_drained(server, draining_rx, self.drain_timeout).await?;
         tasks.stop(self.drain_timeout).await;
+        let _ = upkeep.await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -159,10 +169,10 @@ impl Server {
     /// Every gRPC service this server answers: health, reflection, tokens and key admin.
     fn routes(&self, health: HealthServer<impl Health>) -> anyhow::Result<Router> {
         let (reflection_v1, reflection_v1alpha) = reflection_services(self.admin)?;
-        let token_service = TokenAuthorityServer::new(TokenAuthorityService::new(
-            self.live.clone(),
-            self.metrics.clone(),
-        ))
+        let token_service = TokenAuthorityServer::new(
+            TokenAuthorityService::new(self.live.clone(), self.metrics.clone())
+                .with_store(self.store.clone()),
+        )
         .max_decoding_message_size(self.max_request_bytes);
         // Key administration is off unless asked for; off, it still answers, to say so (a bare
         // UNIMPLEMENTED would leave operators guessing). On, its callers need a KeyAdmin grant.

@@ -15,6 +15,7 @@ use crate::api::convert::{
     ttl_from_proto, verified_to_proto,
 };
 use crate::api::error::{ApiError, UnknownProfile, shown};
+use crate::api::lifecycle::TokenLifecycle;
 use crate::api::metrics::{Metrics, Outcome};
 use crate::core::jwks;
 use crate::core::policy::{self, Call, Rpc};
@@ -23,6 +24,7 @@ use crate::core::token::{self, Failure, IssueRequest, Refusal, Verified};
 use crate::proto;
 use crate::proto::token_authority_server::TokenAuthority;
 use crate::state::live::{Live, Snapshot};
+use crate::state::store::Store;
 
 /// Answers `tokenauthority.v1.TokenAuthority` from the live profiles; each call reads one
 /// snapshot from start to end.
@@ -30,6 +32,7 @@ pub struct TokenAuthorityService {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     rng: SystemRandom,
+    lifecycle: TokenLifecycle,
 }
 
 impl TokenAuthorityService {
@@ -40,7 +43,14 @@ impl TokenAuthorityService {
             live,
             metrics,
             rng: SystemRandom::new(),
+            lifecycle: TokenLifecycle::new(Arc::new(Store::Off)),
         }
+    }
+
+    /// The same service keeping revocations, single-use marks and refresh families in `store`.
+    pub fn with_store(mut self, store: Arc<Store>) -> TokenAuthorityService {
+        self.lifecycle = TokenLifecycle::new(store);
+        self
     }
 
     fn now(&self) -> std::time::SystemTime {
@@ -84,7 +94,7 @@ impl TokenAuthorityService {
         };
         let issued = token::issue(profile, request, self.now(), &self.rng)?;
         record_issued(&issued);
-        trail.issued(&issued.token_id, &issued.key_id);
+        trail.issued(&issued.token_id, issued.key_id.as_str());
         Ok(issued_to_proto(issued))
     }
 
@@ -168,6 +178,12 @@ impl TokenAuthorityService {
         {
             result = token::verify_with(profile, Some(&keys), &req.token, audience, self.now());
         }
+        // Revocable and single-use profiles then ask the store; a store that does not answer
+        // fails the call (UNAVAILABLE), never a silent "valid".
+        let result = match result {
+            Ok(verified) => self.lifecycle.check(profile, verified).await?,
+            Err(refusal) => Err(refusal),
+        };
         // A refused token is an answer, not an error: both arms answer OK.
         Ok(match result {
             Ok(verified) => {
@@ -179,6 +195,72 @@ impl TokenAuthorityService {
                 refusal_to_proto(refusal)
             }
         })
+    }
+
+    fn issue_pair_inner(
+        &self,
+        snapshot: &Snapshot,
+        context: &CallContext,
+        trail: &mut Trail,
+        req: proto::IssueRequest,
+    ) -> Result<proto::IssuePairResponse, ApiError> {
+        let request = self.admit_issuing(
+            snapshot,
+            context,
+            trail,
+            Rpc::IssuePair,
+            &req.profile,
+            req.subject,
+            req.claims,
+            req.ttl,
+        )?;
+        let profile = self.profile(snapshot, &req.profile)?;
+        let request = IssueRequest {
+            audience: req.audience,
+            ..request
+        };
+        let pair = self
+            .lifecycle
+            .issue_pair(snapshot, profile, request, self.now(), &self.rng)?;
+        record_pair(trail, &pair);
+        Ok(pair)
+    }
+
+    async fn refresh_inner(
+        &self,
+        snapshot: &Snapshot,
+        context: &CallContext,
+        trail: &mut Trail,
+        req: proto::RefreshRequest,
+    ) -> Result<proto::IssuePairResponse, ApiError> {
+        self.admit(snapshot, context, trail, Rpc::Refresh, &req.profile)?;
+        let profile = self.profile(snapshot, &req.profile)?;
+        let pair = self
+            .lifecycle
+            .refresh(snapshot, profile, &req.refresh_token, self.now(), &self.rng)
+            .await?;
+        record_pair(trail, &pair);
+        Ok(pair)
+    }
+
+    async fn revoke_inner(
+        &self,
+        snapshot: &Snapshot,
+        context: &CallContext,
+        trail: &mut Trail,
+        req: proto::RevokeRequest,
+    ) -> Result<proto::RevokeResponse, ApiError> {
+        self.admit(snapshot, context, trail, Rpc::Revoke, &req.profile)?;
+        let profile = self.profile(snapshot, &req.profile)?;
+        let answer = self
+            .lifecycle
+            .revoke(snapshot, profile, req.target, self.now())
+            .await?;
+        Span::current().record("outcome", "revoked");
+        if !answer.token_id.is_empty() {
+            trail.token(&answer.token_id);
+        }
+        Ok(answer)
     }
 
     fn jwks_inner(
@@ -215,7 +297,7 @@ impl TokenAuthorityService {
         let profile = self.profile(snapshot, &req.profile)?;
         let link = token::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
         record_issued(&link.issued);
-        trail.issued(&link.issued.token_id, &link.issued.key_id);
+        trail.issued(&link.issued.token_id, link.issued.key_id.as_str());
         Ok(login_url_to_proto(link.url, link.issued))
     }
 }
@@ -295,6 +377,65 @@ impl TokenAuthority for TokenAuthorityService {
             .observe_call("LoginUrl", profile, outcome, started);
         finish(started, result)
     }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "IssuePair", profile = Empty, kid = Empty, alg = Empty, jti = Empty, outcome = Empty, reason = Empty))]
+    async fn issue_pair(
+        &self,
+        request: Request<proto::IssueRequest>,
+    ) -> Result<Response<proto::IssuePairResponse>, Status> {
+        let started = Instant::now();
+        let (context, request) = CallContext::split(request);
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        let snapshot = self.live.current();
+        let mut trail = Trail::new(Rpc::IssuePair, profile::requested(&request.profile));
+        let result = self.issue_pair_inner(&snapshot, &context, &mut trail, request);
+        trail.finish(&snapshot.audit, &result);
+        let outcome = Outcome::of(&result);
+        self.metrics
+            .observe_call("IssuePair", profile, outcome, started);
+        finish(started, result)
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Refresh", profile = Empty, kid = Empty, alg = Empty, jti = Empty, outcome = Empty, reason = Empty))]
+    async fn refresh(
+        &self,
+        request: Request<proto::RefreshRequest>,
+    ) -> Result<Response<proto::IssuePairResponse>, Status> {
+        let started = Instant::now();
+        let (context, request) = CallContext::split(request);
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        // The snapshot is held across the store's answer, so it is taken out of its guard.
+        let snapshot = arc_swap::Guard::into_inner(self.live.current());
+        let mut trail = Trail::new(Rpc::Refresh, profile::requested(&request.profile));
+        let result = self
+            .refresh_inner(&snapshot, &context, &mut trail, request)
+            .await;
+        trail.finish(&snapshot.audit, &result);
+        let outcome = Outcome::of(&result);
+        self.metrics
+            .observe_call("Refresh", profile, outcome, started);
+        finish(started, result)
+    }
+
+    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Revoke", profile = Empty, outcome = Empty, reason = Empty))]
+    async fn revoke(
+        &self,
+        request: Request<proto::RevokeRequest>,
+    ) -> Result<Response<proto::RevokeResponse>, Status> {
+        let started = Instant::now();
+        let (context, request) = CallContext::split(request);
+        let profile = Metrics::profile_label(&self.live, &request.profile);
+        let snapshot = arc_swap::Guard::into_inner(self.live.current());
+        let mut trail = Trail::new(Rpc::Revoke, profile::requested(&request.profile));
+        let result = self
+            .revoke_inner(&snapshot, &context, &mut trail, request)
+            .await;
+        trail.finish(&snapshot.audit, &result);
+        let outcome = Outcome::of(&result);
+        self.metrics
+            .observe_call("Revoke", profile, outcome, started);
+        finish(started, result)
+    }
 }
 
 /// Writes the one log line of a call and turns the result into a gRPC answer.
@@ -339,4 +480,17 @@ fn record_refused(refusal: &Refusal) {
     let span = Span::current();
     span.record("outcome", "refused");
     span.record("reason", refusal.failure.as_str());
+}
+
+/// The access token of a pair on the call's log line and audit record (the refresh token's
+/// id is in the answer the caller keeps).
+fn record_pair(trail: &mut Trail, pair: &proto::IssuePairResponse) {
+    if let Some(access) = &pair.access {
+        let span = Span::current();
+        span.record("kid", access.key_id.as_str());
+        span.record("alg", access.algorithm.as_str());
+        span.record("jti", access.token_id.as_str());
+        span.record("outcome", "issued");
+        trail.issued(&access.token_id, &access.key_id);
+    }
 }

@@ -4,13 +4,14 @@
 //! [`clock::Clock`] handed in. `tests/api/layering.rs` keeps it that way.
 //!
 //! Reading order: [`clock`], [`keys`], [`login`], [`rotation`], [`profile`], [`remote`],
-//! [`token`], [`jwks`], then [`policy`] (who may call what) and [`audit`] (how audit records
-//! name a subject).
+//! [`token`], [`lifecycle`], [`jwks`], then [`policy`] (who may call what) and [`audit`] (how
+//! audit records name a subject).
 
 pub mod audit;
 pub mod clock;
 pub mod jwks;
 pub mod keys;
+pub mod lifecycle;
 pub mod login;
 pub mod policy;
 pub mod profile;

@@ -22,6 +22,9 @@ pub enum Rpc {
     Verify,
     LoginUrl,
     Jwks,
+    IssuePair,
+    Refresh,
+    Revoke,
     ListKeys,
     RotateKey,
     Reload,
@@ -29,7 +32,15 @@ pub enum Rpc {
 
 impl Rpc {
     /// The `TokenAuthority` RPCs, granted as `RPC:PROFILE`.
-    pub const TOKEN: [Rpc; 4] = [Rpc::Issue, Rpc::Verify, Rpc::LoginUrl, Rpc::Jwks];
+    pub const TOKEN: [Rpc; 7] = [
+        Rpc::Issue,
+        Rpc::Verify,
+        Rpc::LoginUrl,
+        Rpc::Jwks,
+        Rpc::IssuePair,
+        Rpc::Refresh,
+        Rpc::Revoke,
+    ];
     /// The `KeyAdmin` RPCs, granted as `KeyAdmin/RPC` or `KeyAdmin/*`.
     pub const ADMIN: [Rpc; 3] = [Rpc::ListKeys, Rpc::RotateKey, Rpc::Reload];
 
@@ -40,6 +51,9 @@ impl Rpc {
             Rpc::Verify => "Verify",
             Rpc::LoginUrl => "LoginUrl",
             Rpc::Jwks => "Jwks",
+            Rpc::IssuePair => "IssuePair",
+            Rpc::Refresh => "Refresh",
+            Rpc::Revoke => "Revoke",
             Rpc::ListKeys => "ListKeys",
             Rpc::RotateKey => "RotateKey",
             Rpc::Reload => "Reload",
@@ -51,9 +65,10 @@ impl Rpc {
         Rpc::ADMIN.contains(&self)
     }
 
-    /// Whether the RPC signs something for a subject (and so has a subject, claims and a ttl).
+    /// Whether the RPC signs something for a subject the caller names (and so has a subject,
+    /// claims and a ttl). Refresh only renews what a refresh token already carries.
     pub fn issues(self) -> bool {
-        matches!(self, Rpc::Issue | Rpc::LoginUrl)
+        matches!(self, Rpc::Issue | Rpc::LoginUrl | Rpc::IssuePair)
     }
 
     fn named(name: &str, among: &[Rpc]) -> Option<Rpc> {

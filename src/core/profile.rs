@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::core::clock::whole_seconds;
 use crate::core::keys::{Algorithm, Jwk, Key};
+use crate::core::lifecycle::Lifecycle;
 use crate::core::login::LoginUrl;
 use crate::core::rotation::{KeyState, KeyTimes};
 
@@ -193,6 +194,8 @@ pub struct ProfileSpec {
     /// The algorithms Verify accepts; empty: whatever the profile's keys are bound to. A
     /// federated profile must name them, since it does not choose its keys (RFC 8725 §3.1).
     pub algorithms: Vec<Algorithm>,
+    /// Revocation, single use and refresh: what the token store keeps for this profile.
+    pub lifecycle: Lifecycle,
 }
 
 /// Why a profile's configuration does not hold together.
@@ -315,6 +318,7 @@ pub struct Profile {
     pub(crate) max_token_bytes: usize,
     pub(crate) remote_jwks: Option<String>,
     pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) lifecycle: Lifecycle,
 }
 
 impl Profile {
@@ -351,6 +355,7 @@ impl Profile {
             max_token_bytes: spec.max_token_bytes,
             remote_jwks: spec.remote_jwks,
             algorithms: spec.algorithms,
+            lifecycle: spec.lifecycle,
         })
     }
 
@@ -437,6 +442,21 @@ impl Profile {
     /// Whether the profile has a login URL template.
     pub fn has_login_url(&self) -> bool {
         self.login_url.is_some()
+    }
+
+    /// What the token store keeps for this profile's tokens.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// How long past `exp` a token is still accepted.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
+    /// The claim that carries the subject.
+    pub fn subject_claim(&self) -> &str {
+        &self.subject_claim
     }
 }
 
@@ -671,6 +691,7 @@ impl ProfileSpec {
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             remote_jwks: None,
             algorithms: Vec::new(),
+            lifecycle: Lifecycle::default(),
         }
     }
 }

@@ -110,7 +110,13 @@ fn used_paths(code: &str) -> Vec<String> {
     }
     // `use` trees with braces.
     for statement in code.split(';') {
-        let Some(at) = statement.find("use ") else {
+        // `use` as a word, not the end of one (`single_use {`, `Reused =>`).
+        let Some(at) = statement.match_indices("use ").map(|(i, _)| i).find(|&i| {
+            !statement[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        }) else {
             continue;
         };
         // One space between words (`fs as f`), none around punctuation (`std::{fs, io}`).

@@ -98,6 +98,10 @@ pub enum Failure {
     MissingClaim,
     WrongType,
     ClaimMismatch,
+    /// The token, its subject or its family is revoked (read from the token store).
+    Revoked,
+    /// A single-use token was already accepted once.
+    AlreadyUsed,
 }
 
 impl Failure {
@@ -115,6 +119,8 @@ impl Failure {
             Failure::MissingClaim => "missing_claim",
             Failure::WrongType => "wrong_type",
             Failure::ClaimMismatch => "claim_mismatch",
+            Failure::Revoked => "revoked",
+            Failure::AlreadyUsed => "already_used",
         }
     }
 }

@@ -7,9 +7,12 @@
 
 mod callers;
 mod key;
+mod lifecycle;
 mod profile;
 mod raw;
 pub mod tls;
+
+pub use lifecycle::{DEFAULT_STORE_FILE, StoreSettings};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -78,6 +81,8 @@ pub struct Config {
     pub audit: Arc<Audit>,
     /// `[server.tls]`, loaded and checked; `None` serves plaintext.
     pub tls: Option<Arc<TlsMaterial>>,
+    /// The token store; `None` when no `[store]` is configured and no profile needs one.
+    pub store: Option<StoreSettings>,
     /// Keys that `generate = true` would have created, made in memory only: filled by
     /// [`Config::check`], always empty for a configuration that serves.
     pub would_generate: Vec<(KeyId, PathBuf)>,
@@ -206,6 +211,10 @@ impl Config {
             .with_context(|| format!("{origin}: profile {name:?}"))?;
             profiles.push(template);
         }
+        lifecycle::cross_check(&mut profiles).map_err(|e| anyhow!("{origin}: {e:#}"))?;
+        let needed = profiles.iter().any(|p| p.spec.lifecycle.needs_store());
+        let store = lifecycle::store(raw.store.as_ref(), data_dir, needed)
+            .map_err(|e| anyhow!("{origin}: {e:#}"))?;
         warn_unused_keys(&keys, &profiles, &origin);
         let names: Vec<&str> = profiles.iter().map(|p| p.spec.name.as_str()).collect();
         let callers = callers::build(
@@ -243,6 +252,7 @@ impl Config {
             callers: Arc::new(callers),
             allow_unauthenticated: raw.server.allow_unauthenticated,
             audit: Arc::new(audit),
+            store,
             would_generate,
         };
         config.check_exposure(config.listen)?;

@@ -77,6 +77,7 @@ pub(super) fn build(
     if login_url.is_none() && !raw.allowed_next_origins.is_empty() {
         bail!("allowed_next_origins is set but login_url is not");
     }
+    let lifecycle = super::lifecycle::parse(&raw)?;
     let spec = ProfileSpec {
         name,
         signing_keys,
@@ -96,6 +97,7 @@ pub(super) fn build(
         max_token_bytes: raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES),
         remote_jwks: remote.as_ref().map(|r| r.location.url().to_string()),
         algorithms,
+        lifecycle,
     };
     let Some(raw_rotation) = raw.rotation else {
         Profile::new(spec.clone())?;

@@ -20,6 +20,27 @@ pub(super) struct RawConfig {
     pub callers: Vec<RawCaller>,
     #[serde(default)]
     pub audit: RawAudit,
+    pub store: Option<RawStore>,
+}
+
+/// `[store]`: where revocations, single-use marks and refresh families are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub backend: Option<String>,
+    pub path: Option<PathBuf>,
+    pub url: Option<String>,
+}
+
+/// `[profiles.NAME.refresh]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRefresh {
+    pub profile: String,
+    #[serde(default)]
+    pub rotate: bool,
+    #[serde(default, deserialize_with = "duration_text")]
+    pub reuse_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +222,11 @@ pub(super) struct RawProfile {
     #[serde(default, deserialize_with = "duration_text")]
     pub jwks_timeout: Option<String>,
     pub jwks_max_bytes: Option<usize>,
+    #[serde(default)]
+    pub revocable: bool,
+    #[serde(default)]
+    pub single_use: bool,
+    pub refresh: Option<RawRefresh>,
 }
 
 /// A duration setting that must be given, as text; see [`duration_text`].
