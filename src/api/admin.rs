@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tonic::{Request, Response, Status};
-use tracing::field::Empty;
 
 use crate::api::audit::Trail;
 use crate::api::auth::{self, CallContext};
 use crate::api::convert::{profile_keys, system_timestamp};
-use crate::api::error::{ApiError, UnknownProfile, shown};
+use crate::api::error::{ApiError, UnknownProfile};
 use crate::api::metrics::{Metrics, Outcome};
 use crate::api::service::finish;
 use crate::core::keys::KeyId;
@@ -18,6 +17,7 @@ use crate::core::policy::{Call, Rpc};
 use crate::core::profile::Profile;
 use crate::proto;
 use crate::proto::key_admin_server::KeyAdmin;
+use crate::state::config::Audit;
 use crate::state::live::Live;
 
 /// Answers `tokenauthority.v1.KeyAdmin`.
@@ -41,18 +41,19 @@ impl KeyAdminService {
         }
     }
 
-    /// Counts the call, then answers it. ListKeys and Reload span every profile, so their
-    /// profile label is empty.
+    /// Counts the call, then logs, audits and answers it. ListKeys and Reload span every
+    /// profile, so their profile label is empty.
     fn counted<T>(
         &self,
         rpc: &'static str,
         profile: String,
-        started: Instant,
+        call: (Trail, &Audit, Instant),
         result: Result<T, ApiError>,
     ) -> Result<Response<T>, Status> {
+        let (trail, audit, started) = call;
         self.metrics
             .observe_call(rpc, profile, Outcome::of(&result), started);
-        finish(started, result)
+        finish(trail, audit, started, result)
     }
 
     fn check_enabled(&self) -> Result<(), Status> {
@@ -104,10 +105,7 @@ impl KeyAdminService {
         &self,
         req: proto::RotateKeyRequest,
     ) -> Result<proto::RotateKeyResponse, ApiError> {
-        let span = tracing::Span::current();
-        span.record("profile", shown(&req.profile));
         let rotated = self.live.rotate(&req.profile, req.revoke_previous).await?;
-        span.record("kid", tracing::field::debug(&rotated.new_key));
         let snapshot = self.live.current();
         let keys = snapshot
             .profiles
@@ -137,7 +135,6 @@ impl KeyAdminService {
 
 #[tonic::async_trait]
 impl KeyAdmin for KeyAdminService {
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "ListKeys", outcome = Empty, reason = Empty))]
     async fn list_keys(
         &self,
         request: Request<proto::ListKeysRequest>,
@@ -150,11 +147,9 @@ impl KeyAdmin for KeyAdminService {
         let result = self
             .admit(&context, &mut trail, Rpc::ListKeys, &request.profile)
             .and_then(|()| self.list_inner(request));
-        trail.finish(&audit, &result);
-        self.counted("ListKeys", String::new(), started, result)
+        self.counted("ListKeys", String::new(), (trail, &audit, started), result)
     }
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "RotateKey", profile = Empty, kid = Empty, outcome = Empty, reason = Empty))]
     async fn rotate_key(
         &self,
         request: Request<proto::RotateKeyRequest>,
@@ -171,12 +166,11 @@ impl KeyAdmin for KeyAdminService {
         };
         if let Ok(answer) = &result {
             trail.key(&answer.new_key_id);
+            trail.outcome("rotated");
         }
-        trail.finish(&audit, &result);
-        self.counted("RotateKey", profile, started, result)
+        self.counted("RotateKey", profile, (trail, &audit, started), result)
     }
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Reload", outcome = Empty, reason = Empty))]
     async fn reload(
         &self,
         request: Request<proto::ReloadRequest>,
@@ -190,7 +184,9 @@ impl KeyAdmin for KeyAdminService {
             Ok(()) => self.reload_inner().await,
             Err(e) => Err(e),
         };
-        trail.finish(&audit, &result);
-        self.counted("Reload", String::new(), started, result)
+        if result.is_ok() {
+            trail.outcome("reloaded");
+        }
+        self.counted("Reload", String::new(), (trail, &audit, started), result)
     }
 }

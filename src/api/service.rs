@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use ring::rand::SystemRandom;
 use tonic::{Request, Response, Status};
-use tracing::{Span, field::Empty};
 
 use crate::api::audit::Trail;
 use crate::api::auth::{self, CallContext};
@@ -14,15 +13,16 @@ use crate::api::convert::{
     claims_from_proto, issued_to_proto, jwks_to_proto, login_url_to_proto, refusal_to_proto,
     ttl_from_proto, verified_to_proto,
 };
-use crate::api::error::{ApiError, UnknownProfile, shown};
+use crate::api::error::{ApiError, UnknownProfile};
 use crate::api::lifecycle::TokenLifecycle;
 use crate::api::metrics::{Metrics, Outcome};
 use crate::core::jwks;
 use crate::core::policy::{self, Call, Rpc};
 use crate::core::profile::{self, Profile};
-use crate::core::token::{self, Failure, IssueRequest, Refusal, Verified};
+use crate::core::token::{self, Failure, IssueRequest};
 use crate::proto;
 use crate::proto::token_authority_server::TokenAuthority;
+use crate::state::config::Audit;
 use crate::state::live::{Live, Snapshot};
 use crate::state::store::Store;
 
@@ -63,7 +63,6 @@ impl TokenAuthorityService {
         name: &str,
     ) -> Result<&'s Arc<Profile>, ApiError> {
         let name = profile::requested(name);
-        Span::current().record("profile", shown(name));
         snapshot
             .profiles
             .get(name)
@@ -93,8 +92,7 @@ impl TokenAuthorityService {
             ..request
         };
         let issued = token::issue(profile, request, self.now(), &self.rng)?;
-        record_issued(&issued);
-        trail.issued(&issued.token_id, issued.key_id.as_str());
+        record_issued(trail, &issued);
         Ok(issued_to_proto(issued))
     }
 
@@ -187,11 +185,15 @@ impl TokenAuthorityService {
         // A refused token is an answer, not an error: both arms answer OK.
         Ok(match result {
             Ok(verified) => {
-                record_verified(&verified);
+                trail.verified(
+                    verified.token_id.as_deref(),
+                    verified.key_id.as_str(),
+                    verified.algorithm.name(),
+                );
                 verified_to_proto(verified)
             }
             Err(refusal) => {
-                record_refused(&refusal);
+                trail.refused(refusal.failure.as_str());
                 refusal_to_proto(refusal)
             }
         })
@@ -256,7 +258,7 @@ impl TokenAuthorityService {
             .lifecycle
             .revoke(snapshot, profile, req.target, self.now())
             .await?;
-        Span::current().record("outcome", "revoked");
+        trail.outcome("revoked");
         if !answer.token_id.is_empty() {
             trail.token(&answer.token_id);
         }
@@ -273,7 +275,7 @@ impl TokenAuthorityService {
         self.admit(snapshot, context, trail, Rpc::Jwks, &req.profile)?;
         let profile = self.profile(snapshot, &req.profile)?;
         let keys = jwks::for_profile(profile, self.live.clock().unix_seconds());
-        Span::current().record("outcome", "ok");
+        trail.outcome("ok");
         Ok(jwks_to_proto(&keys, snapshot.jwks_cache))
     }
 
@@ -296,15 +298,13 @@ impl TokenAuthorityService {
         )?;
         let profile = self.profile(snapshot, &req.profile)?;
         let link = token::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
-        record_issued(&link.issued);
-        trail.issued(&link.issued.token_id, link.issued.key_id.as_str());
+        record_issued(trail, &link.issued);
         Ok(login_url_to_proto(link.url, link.issued))
     }
 }
 
 #[tonic::async_trait]
 impl TokenAuthority for TokenAuthorityService {
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Issue", profile = Empty, kid = Empty, alg = Empty, jti = Empty, outcome = Empty, reason = Empty))]
     async fn issue(
         &self,
         request: Request<proto::IssueRequest>,
@@ -315,14 +315,12 @@ impl TokenAuthority for TokenAuthorityService {
         let snapshot = self.live.current();
         let mut trail = Trail::new(Rpc::Issue, profile::requested(&request.profile));
         let result = self.issue_inner(&snapshot, &context, &mut trail, request);
-        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of(&result);
         self.metrics
             .observe_call("Issue", profile, outcome, started);
-        finish(started, result)
+        finish(trail, &snapshot.audit, started, result)
     }
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Verify", profile = Empty, kid = Empty, alg = Empty, jti = Empty, outcome = Empty, reason = Empty))]
     async fn verify(
         &self,
         request: Request<proto::VerifyRequest>,
@@ -336,14 +334,12 @@ impl TokenAuthority for TokenAuthorityService {
         let result = self
             .verify_inner(&snapshot, &context, &mut trail, request)
             .await;
-        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of_verify(&result);
         self.metrics
             .observe_call("Verify", profile, outcome, started);
-        finish(started, result)
+        finish(trail, &snapshot.audit, started, result)
     }
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Jwks", profile = Empty, outcome = Empty, reason = Empty))]
     async fn jwks(
         &self,
         request: Request<proto::JwksRequest>,
@@ -354,13 +350,11 @@ impl TokenAuthority for TokenAuthorityService {
         let snapshot = self.live.current();
         let mut trail = Trail::new(Rpc::Jwks, profile::requested(&request.profile));
         let result = self.jwks_inner(&snapshot, &context, &mut trail, request);
-        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of(&result);
         self.metrics.observe_call("Jwks", profile, outcome, started);
-        finish(started, result)
+        finish(trail, &snapshot.audit, started, result)
     }
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "LoginUrl", profile = Empty, kid = Empty, alg = Empty, jti = Empty, outcome = Empty, reason = Empty))]
     async fn login_url(
         &self,
         request: Request<proto::LoginUrlRequest>,
@@ -371,14 +365,12 @@ impl TokenAuthority for TokenAuthorityService {
         let snapshot = self.live.current();
         let mut trail = Trail::new(Rpc::LoginUrl, profile::requested(&request.profile));
         let result = self.login_url_inner(&snapshot, &context, &mut trail, request);
-        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of(&result);
         self.metrics
             .observe_call("LoginUrl", profile, outcome, started);
-        finish(started, result)
+        finish(trail, &snapshot.audit, started, result)
     }
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "IssuePair", profile = Empty, kid = Empty, alg = Empty, jti = Empty, outcome = Empty, reason = Empty))]
     async fn issue_pair(
         &self,
         request: Request<proto::IssueRequest>,
@@ -389,14 +381,12 @@ impl TokenAuthority for TokenAuthorityService {
         let snapshot = self.live.current();
         let mut trail = Trail::new(Rpc::IssuePair, profile::requested(&request.profile));
         let result = self.issue_pair_inner(&snapshot, &context, &mut trail, request);
-        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of(&result);
         self.metrics
             .observe_call("IssuePair", profile, outcome, started);
-        finish(started, result)
+        finish(trail, &snapshot.audit, started, result)
     }
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Refresh", profile = Empty, kid = Empty, alg = Empty, jti = Empty, outcome = Empty, reason = Empty))]
     async fn refresh(
         &self,
         request: Request<proto::RefreshRequest>,
@@ -410,14 +400,12 @@ impl TokenAuthority for TokenAuthorityService {
         let result = self
             .refresh_inner(&snapshot, &context, &mut trail, request)
             .await;
-        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of(&result);
         self.metrics
             .observe_call("Refresh", profile, outcome, started);
-        finish(started, result)
+        finish(trail, &snapshot.audit, started, result)
     }
 
-    #[tracing::instrument(name = "rpc", skip_all, fields(rpc = "Revoke", profile = Empty, outcome = Empty, reason = Empty))]
     async fn revoke(
         &self,
         request: Request<proto::RevokeRequest>,
@@ -430,67 +418,57 @@ impl TokenAuthority for TokenAuthorityService {
         let result = self
             .revoke_inner(&snapshot, &context, &mut trail, request)
             .await;
-        trail.finish(&snapshot.audit, &result);
         let outcome = Outcome::of(&result);
         self.metrics
             .observe_call("Revoke", profile, outcome, started);
-        finish(started, result)
+        finish(trail, &snapshot.audit, started, result)
     }
 }
 
-/// Writes the one log line of a call and turns the result into a gRPC answer.
+/// Writes the call's one log line and its audit event, and turns the result into a gRPC answer.
 pub(crate) fn finish<T>(
+    trail: Trail,
+    audit: &Audit,
     started: Instant,
     result: Result<T, ApiError>,
 ) -> Result<Response<T>, Status> {
     let latency_us = started.elapsed().as_micros() as u64;
-    match result {
-        Ok(answer) => {
-            tracing::info!(latency_us, "call finished");
-            Ok(Response::new(answer))
-        }
-        Err(e) => {
-            Span::current().record("outcome", "error");
-            Span::current().record("reason", e.kind().as_str());
-            tracing::info!(latency_us, "call finished");
-            Err(e.into())
-        }
-    }
+    let (rpc, profile, kid, alg, jti, outcome, reason) = trail.line();
+    let (outcome, reason) = match &result {
+        Ok(_) => (outcome, reason),
+        Err(e) => (Some("error"), Some(e.kind().as_str())),
+    };
+    tracing::info!(
+        rpc,
+        profile,
+        kid,
+        alg,
+        jti,
+        outcome,
+        reason,
+        latency_us,
+        "call finished"
+    );
+    trail.finish(audit, &result);
+    result.map(Response::new).map_err(Into::into)
 }
 
-fn record_issued(issued: &token::Issued) {
-    let span = Span::current();
-    span.record("kid", tracing::field::debug(&issued.key_id));
-    span.record("alg", issued.algorithm.name());
-    span.record("jti", issued.token_id.as_str());
-    span.record("outcome", "issued");
-}
-
-fn record_verified(verified: &Verified) {
-    let span = Span::current();
-    span.record("kid", tracing::field::debug(&verified.key_id));
-    span.record("alg", verified.algorithm.name());
-    span.record("outcome", "valid");
-    if let Some(jti) = &verified.token_id {
-        span.record("jti", jti.as_str());
-    }
-}
-
-fn record_refused(refusal: &Refusal) {
-    let span = Span::current();
-    span.record("outcome", "refused");
-    span.record("reason", refusal.failure.as_str());
+fn record_issued(trail: &mut Trail, issued: &token::Issued) {
+    trail.issued(
+        &issued.token_id,
+        issued.key_id.as_str(),
+        issued.algorithm.name(),
+    );
 }
 
 /// The access token of a pair on the call's log line and audit record (the refresh token's
 /// id is in the answer the caller keeps).
 fn record_pair(trail: &mut Trail, pair: &proto::IssuePairResponse) {
     if let Some(access) = &pair.access {
-        let span = Span::current();
-        span.record("kid", access.key_id.as_str());
-        span.record("alg", access.algorithm.as_str());
-        span.record("jti", access.token_id.as_str());
-        span.record("outcome", "issued");
-        trail.issued(&access.token_id, &access.key_id);
+        let alg = access
+            .algorithm
+            .parse::<crate::core::keys::Algorithm>()
+            .map_or("", |a| a.name());
+        trail.issued(&access.token_id, &access.key_id, alg);
     }
 }

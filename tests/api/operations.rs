@@ -439,10 +439,12 @@ async fn json_logs_carry_one_object_per_line_and_sigint_stops_cleanly() {
         .iter()
         .find(|e| e["message"] == "call finished")
         .expect("the Issue call is logged");
-    assert_eq!(call["span"]["rpc"], "Issue");
-    assert_eq!(call["span"]["profile"], "eddsa");
-    assert_eq!(call["span"]["alg"], "EdDSA");
-    assert_eq!(call["span"]["jti"], issued.token_id.as_str());
+    assert_eq!(call["rpc"], "Issue");
+    assert_eq!(call["profile"], "eddsa");
+    assert_eq!(call["alg"], "EdDSA");
+    assert_eq!(call["kid"], "default-ed25519");
+    assert_eq!(call["outcome"], "issued");
+    assert_eq!(call["jti"], issued.token_id.as_str());
     assert!(call["latency_us"].is_u64());
     assert!(events.iter().any(|e| e["message"] == "stopped"));
 }
