@@ -861,3 +861,121 @@ async fn store_entries_are_forgotten_once_every_token_they_guard_has_expired() {
     );
     assert_eq!(store.sweep().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn callers_need_a_grant_for_issue_pair_refresh_and_revoke_and_each_is_audited() {
+    use crate::callers::{sha256_hex, with_key};
+    const APP_KEY: &str = "lifecycle-app-key-5e6f7a8b9c0d1e2f";
+    const READER_KEY: &str = "lifecycle-reader-key-00112233aabb";
+    let config = lifecycle_config("")
+        + &format!(
+            r#"
+[[callers]]
+name = "app"
+api_key_sha256 = "{app}"
+allow = ["IssuePair:access", "Refresh:access", "Revoke:access", "Verify:*"]
+subjects = "^user-[0-9]+$"
+
+[[callers]]
+name = "reader"
+api_key_sha256 = "{reader}"
+allow = ["Verify:*"]
+"#,
+            app = sha256_hex(APP_KEY),
+            reader = sha256_hex(READER_KEY),
+        );
+    let app = spawn_app_with(&config).await;
+    let mut client = app.client.clone();
+    let pair_request = |subject: &str| IssueRequest {
+        profile: "access".into(),
+        subject: subject.into(),
+        ..Default::default()
+    };
+
+    // No credentials: refused before anything is looked up.
+    let status = client.issue_pair(pair_request("user-1")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{}", status.message());
+
+    // A caller allowed only Verify may not mint, refresh or revoke.
+    let status = client
+        .issue_pair(with_key(pair_request("user-1"), READER_KEY))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::PermissionDenied, "reader");
+    assert_status(&status, Code::PermissionDenied, "IssuePair");
+
+    // The app caller may, within its subject rule.
+    let status = client
+        .issue_pair(with_key(pair_request("admin"), APP_KEY))
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::PermissionDenied, "subject");
+    let pair = client
+        .issue_pair(with_key(pair_request("user-7"), APP_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let refresh_token = pair.refresh.as_ref().unwrap().token.clone();
+
+    let refresh_call = |key: &str| {
+        with_key(
+            RefreshRequest {
+                profile: "access".into(),
+                refresh_token: refresh_token.clone(),
+            },
+            key,
+        )
+    };
+    let status = client.refresh(refresh_call(READER_KEY)).await.unwrap_err();
+    assert_status(&status, Code::PermissionDenied, "Refresh");
+    let renewed = client
+        .refresh(refresh_call(APP_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let access = renewed.access.as_ref().unwrap();
+
+    let revoke_call = |key: &str| {
+        with_key(
+            RevokeRequest {
+                profile: "access".into(),
+                target: Some(Target::TokenId(access.token_id.clone())),
+            },
+            key,
+        )
+    };
+    let status = client.revoke(revoke_call(READER_KEY)).await.unwrap_err();
+    assert_status(&status, Code::PermissionDenied, "Revoke");
+    client.revoke(revoke_call(APP_KEY)).await.unwrap();
+    let verified = client
+        .verify(with_key(
+            VerifyRequest {
+                token: access.token.clone(),
+                profile: "access".into(),
+                audience: String::new(),
+            },
+            READER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verified.failure(), VerifyFailure::Revoked);
+
+    // One audit record per lifecycle call, with the caller, and never a token.
+    let logs = crate::helpers::captured_logs();
+    for (rpc, outcome) in [
+        ("IssuePair", "issued"),
+        ("Refresh", "issued"),
+        ("Revoke", "revoked"),
+    ] {
+        assert!(
+            logs.lines().any(|l| l.contains(" audit: ")
+                && l.contains(&format!("rpc={rpc}"))
+                && l.contains("caller=\"app\"")
+                && l.contains(&format!("outcome=\"{outcome}\""))),
+            "no audit record of {rpc} by app in:\n{logs}"
+        );
+    }
+    assert!(!logs.contains(&refresh_token));
+    assert!(!logs.contains(&access.token));
+}
