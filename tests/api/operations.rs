@@ -295,6 +295,8 @@ async fn the_embedded_default_creates_keys_once_and_keeps_verifying_across_resta
         "managed/default/state.json",
         "default-ed25519.pem",
         "default-hs256.secret",
+        "audit.key",
+        "tokens.redb",
     ] {
         let mode = std::fs::metadata(data.path().join(file))
             .unwrap()

@@ -57,6 +57,19 @@ impl Embedded {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the store directory {}", dir.display()))?;
         }
+        // Created readable only by the service, like its key files: it holds token ids,
+        // subjects' revocation times and, within a refresh grace, live tokens. redb
+        // initialises an empty file in place.
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating the token store {}", path.display()))?;
+        }
         let db = Database::create(path)
             .with_context(|| format!("opening the token store {}", path.display()))?;
         let txn = db.begin_write().context("opening the token store")?;
