@@ -157,8 +157,10 @@ impl KeyAdmin for KeyAdminService {
         self.check_enabled()?;
         let started = Instant::now();
         let (context, request) = CallContext::split(request);
-        let profile = Metrics::profile_label(&self.live, &request.profile);
-        let audit = self.live.current().audit.clone();
+        let snapshot = self.live.current();
+        let profile = Metrics::profile_label(&snapshot, &request.profile);
+        let audit = snapshot.audit.clone();
+        drop(snapshot);
         let mut trail = Trail::new(Rpc::RotateKey, &request.profile);
         let result = match self.admit(&context, &mut trail, Rpc::RotateKey, &request.profile) {
             Ok(()) => self.rotate_inner(request).await,

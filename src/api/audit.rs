@@ -51,6 +51,11 @@ impl Trail {
         }
     }
 
+    /// The RPC this trail records.
+    pub fn rpc(&self) -> Rpc {
+        self.rpc
+    }
+
     /// Who made the call, once authenticated.
     pub fn who(&mut self, who: &Who<'_>) {
         self.caller = Some(who.name().to_owned());

@@ -22,7 +22,7 @@ use crate::api::error::ApiError;
 use crate::core::profile::{self, Profile};
 use crate::core::rotation::KeyState;
 use crate::proto;
-use crate::state::live::Live;
+use crate::state::live::{Live, Snapshot};
 
 /// The `profile` label of a call naming a profile that does not exist.
 pub const UNKNOWN_PROFILE: &str = "(unknown)";
@@ -139,10 +139,10 @@ impl Metrics {
     }
 
     /// The `profile` label for a call that asked for `requested`: the profile's name if the
-    /// live configuration has it, [`UNKNOWN_PROFILE`] otherwise.
-    pub fn profile_label(live: &Live, requested: &str) -> String {
+    /// snapshot the call reads has it, [`UNKNOWN_PROFILE`] otherwise.
+    pub fn profile_label(snapshot: &Snapshot, requested: &str) -> String {
         let name = profile::requested(requested);
-        if live.current().profiles.get(name).is_some() {
+        if snapshot.profiles.get(name).is_some() {
             name.to_owned()
         } else {
             UNKNOWN_PROFILE.to_owned()

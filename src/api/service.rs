@@ -26,6 +26,14 @@ use crate::state::config::Audit;
 use crate::state::live::{Live, Snapshot};
 use crate::state::store::Store;
 
+/// A call under way; see [`TokenAuthorityService::open`].
+struct OpenCall {
+    started: Instant,
+    snapshot: Arc<Snapshot>,
+    label: String,
+    trail: Trail,
+}
+
 /// Answers `tokenauthority.v1.TokenAuthority` from the live profiles; each call reads one
 /// snapshot from start to end.
 pub struct TokenAuthorityService {
@@ -51,6 +59,32 @@ impl TokenAuthorityService {
     pub fn with_store(mut self, store: Arc<Store>) -> TokenAuthorityService {
         self.lifecycle = TokenLifecycle::new(store);
         self
+    }
+
+    /// Starts a call to `rpc` naming `profile`: the clock for its latency, the one snapshot
+    /// it reads from start to end (taken out of its guard, since some calls hold it across a
+    /// remote key fetch or the store's answer), its metrics label and its `Trail`.
+    fn open(&self, rpc: Rpc, profile: &str) -> OpenCall {
+        let started = Instant::now();
+        let snapshot = arc_swap::Guard::into_inner(self.live.current());
+        OpenCall {
+            started,
+            label: Metrics::profile_label(&snapshot, profile),
+            trail: Trail::new(rpc, profile::requested(profile)),
+            snapshot,
+        }
+    }
+
+    /// Counts, logs and audits a finished call, and answers it.
+    fn close<T>(
+        &self,
+        open: OpenCall,
+        outcome: Outcome,
+        result: Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        self.metrics
+            .observe_call(open.trail.rpc().name(), open.label, outcome, open.started);
+        finish(open.trail, &open.snapshot.audit, open.started, result)
     }
 
     fn now(&self) -> std::time::SystemTime {
@@ -309,119 +343,76 @@ impl TokenAuthority for TokenAuthorityService {
         &self,
         request: Request<proto::IssueRequest>,
     ) -> Result<Response<proto::IssueResponse>, Status> {
-        let started = Instant::now();
         let (context, request) = CallContext::split(request);
-        let profile = Metrics::profile_label(&self.live, &request.profile);
-        let snapshot = self.live.current();
-        let mut trail = Trail::new(Rpc::Issue, profile::requested(&request.profile));
-        let result = self.issue_inner(&snapshot, &context, &mut trail, request);
-        let outcome = Outcome::of(&result);
-        self.metrics
-            .observe_call("Issue", profile, outcome, started);
-        finish(trail, &snapshot.audit, started, result)
+        let mut open = self.open(Rpc::Issue, &request.profile);
+        let result = self.issue_inner(&open.snapshot, &context, &mut open.trail, request);
+        self.close(open, Outcome::of(&result), result)
     }
 
     async fn verify(
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
-        let started = Instant::now();
         let (context, request) = CallContext::split(request);
-        let profile = Metrics::profile_label(&self.live, &request.profile);
-        // The snapshot is held across a remote key fetch, so it is taken out of its guard.
-        let snapshot = arc_swap::Guard::into_inner(self.live.current());
-        let mut trail = Trail::new(Rpc::Verify, profile::requested(&request.profile));
+        let mut open = self.open(Rpc::Verify, &request.profile);
         let result = self
-            .verify_inner(&snapshot, &context, &mut trail, request)
+            .verify_inner(&open.snapshot, &context, &mut open.trail, request)
             .await;
-        let outcome = Outcome::of_verify(&result);
-        self.metrics
-            .observe_call("Verify", profile, outcome, started);
-        finish(trail, &snapshot.audit, started, result)
+        self.close(open, Outcome::of_verify(&result), result)
     }
 
     async fn jwks(
         &self,
         request: Request<proto::JwksRequest>,
     ) -> Result<Response<proto::JwksResponse>, Status> {
-        let started = Instant::now();
         let (context, request) = CallContext::split(request);
-        let profile = Metrics::profile_label(&self.live, &request.profile);
-        let snapshot = self.live.current();
-        let mut trail = Trail::new(Rpc::Jwks, profile::requested(&request.profile));
-        let result = self.jwks_inner(&snapshot, &context, &mut trail, request);
-        let outcome = Outcome::of(&result);
-        self.metrics.observe_call("Jwks", profile, outcome, started);
-        finish(trail, &snapshot.audit, started, result)
+        let mut open = self.open(Rpc::Jwks, &request.profile);
+        let result = self.jwks_inner(&open.snapshot, &context, &mut open.trail, request);
+        self.close(open, Outcome::of(&result), result)
     }
 
     async fn login_url(
         &self,
         request: Request<proto::LoginUrlRequest>,
     ) -> Result<Response<proto::LoginUrlResponse>, Status> {
-        let started = Instant::now();
         let (context, request) = CallContext::split(request);
-        let profile = Metrics::profile_label(&self.live, &request.profile);
-        let snapshot = self.live.current();
-        let mut trail = Trail::new(Rpc::LoginUrl, profile::requested(&request.profile));
-        let result = self.login_url_inner(&snapshot, &context, &mut trail, request);
-        let outcome = Outcome::of(&result);
-        self.metrics
-            .observe_call("LoginUrl", profile, outcome, started);
-        finish(trail, &snapshot.audit, started, result)
+        let mut open = self.open(Rpc::LoginUrl, &request.profile);
+        let result = self.login_url_inner(&open.snapshot, &context, &mut open.trail, request);
+        self.close(open, Outcome::of(&result), result)
     }
 
     async fn issue_pair(
         &self,
         request: Request<proto::IssueRequest>,
     ) -> Result<Response<proto::IssuePairResponse>, Status> {
-        let started = Instant::now();
         let (context, request) = CallContext::split(request);
-        let profile = Metrics::profile_label(&self.live, &request.profile);
-        let snapshot = self.live.current();
-        let mut trail = Trail::new(Rpc::IssuePair, profile::requested(&request.profile));
-        let result = self.issue_pair_inner(&snapshot, &context, &mut trail, request);
-        let outcome = Outcome::of(&result);
-        self.metrics
-            .observe_call("IssuePair", profile, outcome, started);
-        finish(trail, &snapshot.audit, started, result)
+        let mut open = self.open(Rpc::IssuePair, &request.profile);
+        let result = self.issue_pair_inner(&open.snapshot, &context, &mut open.trail, request);
+        self.close(open, Outcome::of(&result), result)
     }
 
     async fn refresh(
         &self,
         request: Request<proto::RefreshRequest>,
     ) -> Result<Response<proto::IssuePairResponse>, Status> {
-        let started = Instant::now();
         let (context, request) = CallContext::split(request);
-        let profile = Metrics::profile_label(&self.live, &request.profile);
-        // The snapshot is held across the store's answer, so it is taken out of its guard.
-        let snapshot = arc_swap::Guard::into_inner(self.live.current());
-        let mut trail = Trail::new(Rpc::Refresh, profile::requested(&request.profile));
+        let mut open = self.open(Rpc::Refresh, &request.profile);
         let result = self
-            .refresh_inner(&snapshot, &context, &mut trail, request)
+            .refresh_inner(&open.snapshot, &context, &mut open.trail, request)
             .await;
-        let outcome = Outcome::of(&result);
-        self.metrics
-            .observe_call("Refresh", profile, outcome, started);
-        finish(trail, &snapshot.audit, started, result)
+        self.close(open, Outcome::of(&result), result)
     }
 
     async fn revoke(
         &self,
         request: Request<proto::RevokeRequest>,
     ) -> Result<Response<proto::RevokeResponse>, Status> {
-        let started = Instant::now();
         let (context, request) = CallContext::split(request);
-        let profile = Metrics::profile_label(&self.live, &request.profile);
-        let snapshot = arc_swap::Guard::into_inner(self.live.current());
-        let mut trail = Trail::new(Rpc::Revoke, profile::requested(&request.profile));
+        let mut open = self.open(Rpc::Revoke, &request.profile);
         let result = self
-            .revoke_inner(&snapshot, &context, &mut trail, request)
+            .revoke_inner(&open.snapshot, &context, &mut open.trail, request)
             .await;
-        let outcome = Outcome::of(&result);
-        self.metrics
-            .observe_call("Revoke", profile, outcome, started);
-        finish(trail, &snapshot.audit, started, result)
+        self.close(open, Outcome::of(&result), result)
     }
 }
 
