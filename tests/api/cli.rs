@@ -43,10 +43,11 @@ fn tree(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// `token-authority serve`, killed when dropped so a failing test leaves no server behind.
-struct Serving {
+/// `token-authority serve`, killed (SIGKILL) when dropped so a failing test leaves no server
+/// behind; the kill -9 tests of the stores rely on that.
+pub struct Serving {
     child: Child,
-    addr: String,
+    pub addr: String,
 }
 
 impl Drop for Serving {
@@ -58,7 +59,7 @@ impl Drop for Serving {
 
 /// Starts `serve --config CONFIG --data-dir DATA --listen 127.0.0.1:0` and waits for its
 /// "listening" line (as `operations::start` does).
-fn serve(config: &Path, data: &Path) -> Serving {
+pub fn serve(config: &Path, data: &Path) -> Serving {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)

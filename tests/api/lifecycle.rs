@@ -1,10 +1,7 @@
 //! IssuePair, Refresh, Revoke, revocable and single-use profiles on the embedded store, through
 //! the real server; and the store across a `kill -9` of the real binary.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use jwt_simple::prelude::*;
@@ -18,6 +15,7 @@ use token_authority::proto::{
 use token_authority::state::config::Config;
 use tonic::Code;
 
+use crate::cli::serve;
 use crate::helpers::{
     SEATABLE_SECRET, TestApp, assert_status, from_struct, payload, spawn_app_with, test_env,
     to_struct,
@@ -648,57 +646,7 @@ async fn the_simplejwt_example_accepts_access_tokens_that_came_from_refresh() {
     );
 }
 
-// ---- the real binary across kill -9 -----------------------------------------------------
-
-const BIN: &str = env!("CARGO_BIN_EXE_token-authority");
-
-/// `token-authority serve`, killed when dropped.
-pub struct Serving {
-    child: Child,
-    pub addr: String,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn serve(config: &Path, data: &Path) -> Serving {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "info")
-        .env_remove("TOKEN_AUTHORITY_LOG_FORMAT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut serving = Serving {
-        child,
-        addr: String::new(),
-    };
-    serving.addr = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server logs a listening line");
-        if line.contains("listening") {
-            let addr = line.split("addr=").nth(1).unwrap();
-            break addr.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    serving
-}
+// ---- the real binary across kill -9 (cli::serve: killed with SIGKILL when dropped) ------
 
 #[tokio::test]
 async fn the_embedded_store_keeps_every_acknowledged_write_across_kill_9() {

@@ -303,7 +303,7 @@ async fn two_service_processes_on_one_redis_share_revocations_and_single_use() {
         .unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(&config, lifecycle_config(&redis.store_table())).unwrap();
-        let server = crate::lifecycle::serve(&config, dir.path());
+        let server = crate::cli::serve(&config, dir.path());
         let url = format!("http://{}", server.addr);
         clients.push(TokenAuthorityClient::connect(url).await.unwrap());
         servers.push(server);
