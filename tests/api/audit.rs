@@ -2,11 +2,6 @@
 //! the `audit` target, as JSON lines from the real binary; subjects as an HMAC under the
 //! deployment's audit key; never a token, an API key or a claim value.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use token_authority::proto::token_authority_client::TokenAuthorityClient;
 use token_authority::proto::{JwksRequest, VerifyRequest};
@@ -143,47 +138,15 @@ async fn without_callers_an_issue_is_still_audited_as_anonymous() {
 
 // ---- the binary: JSON lines on stdout, routable by target ---------------------------------
 
-const BIN: &str = env!("CARGO_BIN_EXE_token-authority");
-
 /// Runs `serve` on `config` (text logs), makes one Issue with `key`, and returns every stdout
 /// line up to the Issue's audit event, and the answer.
 async fn serve_and_issue(config: &str, key: &str, subject: &str) -> (Vec<String>, String) {
     let data = tempfile::tempdir().unwrap();
     let path = data.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&path)
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("RUST_LOG", "info")
-        .env_remove("TOKEN_AUTHORITY_LOG_FORMAT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let (tx, lines) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let next = || {
-        lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server keeps logging")
-    };
-    let mut seen = Vec::new();
-    let addr = loop {
-        let line = next();
-        seen.push(line.clone());
-        if line.contains("listening") {
-            let addr = line.split("addr=").nth(1).unwrap();
-            break addr.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    let mut client = TokenAuthorityClient::connect(format!("http://{addr}"))
+    let server = crate::cli::serve(&path, data.path());
+    let mut seen = server.started_log.clone();
+    let mut client = TokenAuthorityClient::connect(format!("http://{}", server.addr))
         .await
         .unwrap();
     let token = client
@@ -193,14 +156,12 @@ async fn serve_and_issue(config: &str, key: &str, subject: &str) -> (Vec<String>
         .into_inner()
         .token;
     loop {
-        let line = next();
+        let line = server.next_line();
         seen.push(line.clone());
         if line.contains("\"target\":\"audit\"") {
             break;
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
     (seen, token)
 }
 

@@ -48,6 +48,18 @@ fn tree(dir: &Path) -> BTreeSet<String> {
 pub struct Serving {
     child: Child,
     pub addr: String,
+    /// Its standard output up to and including the "listening" line.
+    pub started_log: Vec<String>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Serving {
+    /// The next line it writes to standard output (at most a minute's wait).
+    pub fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server keeps logging")
+    }
 }
 
 impl Drop for Serving {
@@ -81,11 +93,12 @@ pub fn serve(config: &Path, data: &Path) -> Serving {
     let mut serving = Serving {
         child,
         addr: String::new(),
+        started_log: Vec::new(),
+        lines,
     };
     serving.addr = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server logs a listening line");
+        let line = serving.next_line();
+        serving.started_log.push(line.clone());
         if line.contains("listening") {
             let addr = line.split("addr=").nth(1).unwrap();
             break addr.split_whitespace().next().unwrap().to_owned();
