@@ -283,7 +283,29 @@ impl Report<'_> {
                 "its signing keys".to_owned()
             }
         } else {
-            ids(&mut spec.verify_keys.iter().map(|k| k.id()))
+            // Keys from a jwks_file are listed apart, after the file they came from.
+            let (path, from_file) = match &template.jwks_file {
+                Some((path, ids)) => (Some(path), ids.as_slice()),
+                None => (None, &[][..]),
+            };
+            let mut own = spec
+                .verify_keys
+                .iter()
+                .map(|k| k.id())
+                .filter(|id| !from_file.contains(id))
+                .peekable();
+            let mut shown = Vec::new();
+            if own.peek().is_some() {
+                shown.push(ids(&mut own));
+            }
+            if let Some(path) = path {
+                shown.push(format!(
+                    "from jwks_file {}: {}",
+                    path.display(),
+                    ids(&mut from_file.iter())
+                ));
+            }
+            shown.join("; ")
         };
         let _ = writeln!(text, "    verify keys:   {verify}");
         if let Some(remote) = &template.remote {

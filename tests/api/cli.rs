@@ -17,7 +17,7 @@ use crate::helpers::{ALGORITHMS, paths_below};
 const BIN: &str = env!("CARGO_BIN_EXE_token-authority");
 
 /// Runs `token-authority ARGS…` without the environment variables that would change its defaults.
-fn run(args: &[&str]) -> Output {
+pub fn run(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env_remove("TOKEN_AUTHORITY_CONFIG")
@@ -27,11 +27,11 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stdout(out: &Output) -> String {
+pub fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn stderr(out: &Output) -> String {
+pub fn stderr(out: &Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
 }
 

@@ -231,6 +231,51 @@ async fn a_profile_with_a_signing_key_and_a_jwks_file_verifies_both() {
     assert!(app.verify("mixed", &partner).await.valid);
 }
 
+#[test]
+fn config_check_names_the_jwks_file_each_verify_key_came_from() {
+    use crate::cli::{run, stderr, stdout};
+    let dir = tempfile::tempdir().unwrap();
+    let set = json!({"keys": [
+        public_jwk("ES384", "ec-p384.pem", "partner-1"),
+        public_jwk("ES256", "ec-p256.pem", "partner-2"),
+    ]});
+    let file = write(dir.path(), "partner.jwks", &set);
+    std::fs::write(dir.path().join("own.secret"), "s".repeat(32)).unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[keys]]\nid = \"own\"\nalgorithm = \"HS256\"\nsecret_file = \"own.secret\"\n\n[profiles.mixed]\nsigning_key = \"own\"\njwks_file = \"partner.jwks\"\n\n[profiles.outside]\njwks_file = {file:?}\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = run(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = stdout(&out);
+    let verify_lines: Vec<&str> = report
+        .lines()
+        .filter(|l| l.trim_start().starts_with("verify keys:"))
+        .collect();
+    // A relative jwks_file is shown resolved against the data directory, as serve reads it.
+    let shown = file.display();
+    assert_eq!(
+        verify_lines,
+        [
+            format!("    verify keys:   own; from jwks_file {shown}: partner-1, partner-2"),
+            format!("    verify keys:   from jwks_file {shown}: partner-1, partner-2"),
+        ],
+        "{report}"
+    );
+}
+
 #[tokio::test]
 async fn reload_picks_up_a_changed_jwks_file() {
     let first = json!({"keys": [public_jwk("ES256", "ec-p256.pem", "old")]});

@@ -97,6 +97,8 @@ pub struct ProfileTemplate {
     pub rotation: Option<RotationSpec>,
     /// Where a federated profile fetches its remote key set, and the rules for it.
     pub remote: Option<RemoteSettings>,
+    /// The `jwks_file` the profile read verify keys from, and the ids of the keys it gave.
+    pub jwks_file: Option<(PathBuf, Vec<KeyId>)>,
 }
 
 impl ProfileTemplate {

@@ -51,8 +51,10 @@ pub(super) fn build(
         .iter()
         .map(|id| lookup(store, "verify_keys", id))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut from_jwks_file = None;
     if let Some(file) = &raw.jwks_file {
         let path = super::key::resolve(data_dir, file);
+        let mut ids = Vec::new();
         // Without verify_keys the profile verifies its own tokens, as a profile without a
         // jwks_file does; the set's keys come on top.
         if raw.verify_keys.is_none() {
@@ -66,8 +68,10 @@ pub(super) fn build(
                     key.id().as_str()
                 );
             }
+            ids.push(key.id().clone());
             verify_keys.push(Arc::new(key));
         }
+        from_jwks_file = Some((path, ids));
     }
     let login_url = raw
         .login_url
@@ -105,6 +109,7 @@ pub(super) fn build(
             spec,
             rotation: None,
             remote,
+            jwks_file: from_jwks_file,
         });
     };
     let lifetimes = spec.lifetimes()?;
@@ -120,6 +125,7 @@ pub(super) fn build(
         spec,
         rotation: Some(rotation),
         remote,
+        jwks_file: from_jwks_file,
     };
     let always = KeyTimes {
         publish_at: 0,
