@@ -163,6 +163,10 @@ impl Trail {
             ),
             _ => return,
         };
+        // With audit events filtered out (`audit=off`), the subject's HMAC is not worth making.
+        if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+            return;
+        }
         let caller = self.caller.as_deref().unwrap_or("(unauthenticated)");
         let subject = self.subject.as_deref().map(|s| audit.subject(s));
         let (hmac, plain) = match &subject {

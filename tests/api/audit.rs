@@ -165,6 +165,41 @@ async fn serve_and_issue(config: &str, key: &str, subject: &str) -> (Vec<String>
     (seen, token)
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_has_its_log_line_and_audit_event_written_by_the_time_the_binary_exits() {
+    let data = tempfile::tempdir().unwrap();
+    let path = data.path().join("config.toml");
+    std::fs::write(&path, binary_config("")).unwrap();
+    let server = crate::cli::serve(&path, data.path());
+    let client = TokenAuthorityClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    // Many calls at once, so the service's threads batch their lines.
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let mut client = client.clone();
+        calls.spawn(async move {
+            let request = with_key(issue_request("default", &format!("user-{i}")), BILLING_KEY);
+            client.issue(request).await.unwrap().into_inner().token_id
+        });
+    }
+    let ids = calls.join_all().await;
+    let lines = server.terminate();
+    for id in &ids {
+        let with_id = |l: &&String| l.contains(id.as_str());
+        let call = lines
+            .iter()
+            .filter(|l| l.contains("call finished"))
+            .filter(with_id);
+        let audit = lines
+            .iter()
+            .filter(|l| l.contains("\"target\":\"audit\""))
+            .filter(with_id);
+        assert_eq!((call.count(), audit.count()), (1, 1), "jti {id}");
+    }
+    assert!(lines.last().unwrap().contains("stopped"), "{lines:?}");
+}
+
 fn binary_config(extra: &str) -> String {
     format!(
         r#"

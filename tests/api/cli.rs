@@ -60,6 +60,20 @@ impl Serving {
             .recv_timeout(Duration::from_secs(60))
             .expect("the server keeps logging")
     }
+
+    /// Sends SIGTERM, waits for the process to end, and returns every line it wrote after
+    /// those already read.
+    pub fn terminate(self) -> Vec<String> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let mut rest = Vec::new();
+        // The reader thread ends at end of file, when the process has closed its stdout.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(60)) {
+            rest.push(line);
+        }
+        rest
+    }
 }
 
 impl Drop for Serving {
