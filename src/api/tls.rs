@@ -332,11 +332,13 @@ impl AsyncWrite for Conn {
         }
     }
 
+    /// Says no, so that h2 copies DATA frames under 1 KiB into its write buffer instead of
+    /// chaining them: with vectored writes it chains every payload from 256 bytes up, one at a
+    /// time, and a token-sized answer then costs a `writev` of its own. Copied, the answers to
+    /// many calls leave in one write (measured with strace: 1.4 writes a call before, like
+    /// Health/Check's 0.45 after).
     fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
+        false
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
