@@ -14,6 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ring::rand::SystemRandom;
 use token_authority::core::clock::{Clock as _, ManualClock};
 use token_authority::core::keys::{self, Algorithm, Key, KeyId};
+use token_authority::core::random::Random;
 use token_authority::core::rotation::{self, KeyRecord, KeyTimes, RotationSpec};
 use token_authority::core::token::{self, IssueRequest};
 use token_authority::state::config::Config;
@@ -80,7 +81,7 @@ fn rotation(c: &mut Criterion) {
         b.iter(|| runtime.block_on(live.rotate("default", true)).unwrap())
     });
 
-    let rng = SystemRandom::new();
+    let random = Random::new();
     let request = || IssueRequest {
         subject: "user-42".into(),
         claims: Default::default(),
@@ -90,9 +91,9 @@ fn rotation(c: &mut Criterion) {
     clock.advance(Duration::from_secs(1));
     let snapshot = live.current();
     let profile = snapshot.profiles.get("default").unwrap();
-    let issued = token::issue(profile, request(), clock.now(), &rng).unwrap();
+    let issued = token::issue(profile, request(), clock.now(), &random).unwrap();
     c.bench_function("after_rotation/issue ES256", |b| {
-        b.iter(|| token::issue(profile, request(), clock.now(), &rng).unwrap())
+        b.iter(|| token::issue(profile, request(), clock.now(), &random).unwrap())
     });
     c.bench_function("after_rotation/verify ES256", |b| {
         b.iter(|| token::verify(profile, &issued.token, None, clock.now()).unwrap())

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
-use ring::rand::SecureRandom;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -20,6 +19,7 @@ use crate::core::lifecycle::{
     token_horizon,
 };
 use crate::core::profile::Profile;
+use crate::core::random::Random;
 use crate::core::token::{self, Failure, IssueRequest, Issued, Refusal, Verified};
 use crate::proto;
 use crate::proto::revoke_request::Target;
@@ -80,10 +80,10 @@ impl TokenLifecycle {
         access: &Profile,
         request: IssueRequest,
         now: SystemTime,
-        rng: &(dyn SecureRandom + Sync),
+        random: &Random,
     ) -> Result<proto::IssuePairResponse, ApiError> {
         let (_, refresh_profile) = refresh_of(snapshot, access)?;
-        let family = rules::new_family_id(rng)?;
+        let family = rules::new_family_id(random)?;
         let refresh_request = IssueRequest {
             subject: request.subject.clone(),
             claims: rules::with_family(request.claims.clone(), &family)?,
@@ -94,8 +94,8 @@ impl TokenLifecycle {
             claims: rules::with_family(request.claims, &family)?,
             ..request
         };
-        let access_token = token::issue(access, access_request, now, rng)?;
-        let refresh_token = token::issue(refresh_profile, refresh_request, now, rng)?;
+        let access_token = token::issue(access, access_request, now, random)?;
+        let refresh_token = token::issue(refresh_profile, refresh_request, now, random)?;
         Ok(pair(access_token, Some(refresh_token), family))
     }
 
@@ -107,7 +107,7 @@ impl TokenLifecycle {
         access: &Profile,
         refresh_token: &str,
         now: SystemTime,
-        rng: &(dyn SecureRandom + Sync),
+        random: &Random,
     ) -> Result<proto::IssuePairResponse, ApiError> {
         let (rule, refresh_profile) = refresh_of(snapshot, access)?;
         if refresh_token.is_empty() {
@@ -136,7 +136,7 @@ impl TokenLifecycle {
                 audience: Vec::new(),
                 ttl: None,
             };
-            Ok(token::issue(target, request, now, rng)?)
+            Ok(token::issue(target, request, now, random)?)
         };
         let access_token = renewed(access)?;
         if !rule.rotate {

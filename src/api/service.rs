@@ -1,10 +1,9 @@
 //! The gRPC service: proto → domain → proto, nothing else. No JOSE or signing code lives here;
-//! it only owns the random source the core draws token ids from.
+//! it only owns the random source the core draws token ids and signatures from.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use ring::rand::SystemRandom;
 use tonic::{Request, Response, Status};
 
 use crate::api::audit::Trail;
@@ -19,6 +18,7 @@ use crate::api::metrics::{Metrics, Outcome};
 use crate::core::jwks;
 use crate::core::policy::{self, Call, Rpc};
 use crate::core::profile::{self, Profile};
+use crate::core::random::Random;
 use crate::core::token::{self, Failure, IssueRequest};
 use crate::proto;
 use crate::proto::token_authority_server::TokenAuthority;
@@ -39,7 +39,7 @@ struct OpenCall {
 pub struct TokenAuthorityService {
     live: Arc<Live>,
     metrics: Arc<Metrics>,
-    rng: SystemRandom,
+    random: Random,
     lifecycle: TokenLifecycle,
 }
 
@@ -50,7 +50,7 @@ impl TokenAuthorityService {
         TokenAuthorityService {
             live,
             metrics,
-            rng: SystemRandom::new(),
+            random: Random::new(),
             lifecycle: TokenLifecycle::new(Arc::new(Store::Off)),
         }
     }
@@ -125,7 +125,7 @@ impl TokenAuthorityService {
             audience: req.audience,
             ..request
         };
-        let issued = token::issue(profile, request, self.now(), &self.rng)?;
+        let issued = token::issue(profile, request, self.now(), &self.random)?;
         record_issued(trail, &issued);
         Ok(issued_to_proto(issued))
     }
@@ -255,9 +255,9 @@ impl TokenAuthorityService {
             audience: req.audience,
             ..request
         };
-        let pair = self
-            .lifecycle
-            .issue_pair(snapshot, profile, request, self.now(), &self.rng)?;
+        let pair =
+            self.lifecycle
+                .issue_pair(snapshot, profile, request, self.now(), &self.random)?;
         record_pair(trail, &pair);
         Ok(pair)
     }
@@ -273,7 +273,13 @@ impl TokenAuthorityService {
         let profile = self.profile(snapshot, &req.profile)?;
         let pair = self
             .lifecycle
-            .refresh(snapshot, profile, &req.refresh_token, self.now(), &self.rng)
+            .refresh(
+                snapshot,
+                profile,
+                &req.refresh_token,
+                self.now(),
+                &self.random,
+            )
             .await?;
         record_pair(trail, &pair);
         Ok(pair)
@@ -331,7 +337,7 @@ impl TokenAuthorityService {
             req.ttl,
         )?;
         let profile = self.profile(snapshot, &req.profile)?;
-        let link = token::issue_link(profile, request, &req.next, self.now(), &self.rng)?;
+        let link = token::issue_link(profile, request, &req.next, self.now(), &self.random)?;
         record_issued(trail, &link.issued);
         Ok(login_url_to_proto(link.url, link.issued))
     }

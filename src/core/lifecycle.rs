@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
+use crate::core::random::Random;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::SecureRandom;
 use serde_json::{Map, Value};
 
 use crate::core::profile::{Profile, ProfileName, Profiles, REGISTERED_CLAIMS};
@@ -278,9 +278,8 @@ pub fn with_family(
 }
 
 /// A fresh family id: 16 random bytes in base64url, like a token id.
-pub fn new_family_id(rng: &dyn SecureRandom) -> Result<String, LifecycleError> {
-    let mut bytes = [0u8; 16];
-    rng.fill(&mut bytes).map_err(|_| LifecycleError::Random)?;
+pub fn new_family_id(random: &Random) -> Result<String, LifecycleError> {
+    let bytes = random.id().map_err(|_| LifecycleError::Random)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 

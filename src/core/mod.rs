@@ -4,7 +4,7 @@
 //! [`clock::Clock`] handed in. `tests/api/layering.rs` keeps it that way.
 //!
 //! Reading order: [`clock`], [`keys`], [`login`], [`rotation`], [`profile`], [`remote`],
-//! [`token`], [`lifecycle`], [`jwks`], then [`policy`] (who may call what) and [`audit`] (how
+//! [`random`], [`token`], [`lifecycle`], [`jwks`], then [`policy`] (who may call what) and [`audit`] (how
 //! audit records name a subject).
 
 pub mod audit;
@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod login;
 pub mod policy;
 pub mod profile;
+pub mod random;
 pub mod remote;
 pub mod rotation;
 pub mod token;

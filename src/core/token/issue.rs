@@ -5,12 +5,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::SecureRandom;
 use serde_json::{Map, Value};
 
 use super::{IssueError, IssueRequest, Issued, clip, missing_required_claim};
 use crate::core::keys::{Key, SignError};
 use crate::core::profile::{Profile, REGISTERED_CLAIMS, Signer};
+use crate::core::random::Random;
 
 /// The largest a subject may be, in bytes.
 pub const MAX_SUBJECT_BYTES: usize = 1024;
@@ -22,14 +22,14 @@ pub fn issue(
     profile: &Profile,
     request: IssueRequest,
     now: SystemTime,
-    rng: &dyn SecureRandom,
+    random: &Random,
 ) -> Result<Issued, IssueError> {
     let (signer, now_secs) = pick_signer(profile, now)?;
     let checked = check_request(profile, request)?;
     let times = token_times(signer, now_secs, checked.ttl)?;
-    let token_id = new_token_id(&signer.key, rng)?;
+    let token_id = new_token_id(&signer.key, random)?;
     let claims = build_claims(profile, checked, times, &token_id)?;
-    let token = sign(profile, signer, &claims, rng)?;
+    let token = sign(profile, signer, &claims, random)?;
     Ok(Issued {
         token,
         token_id,
@@ -182,9 +182,8 @@ fn token_times(signer: &Signer, now_secs: u64, ttl: Duration) -> Result<TokenTim
 }
 
 /// A fresh `jti`: 16 random bytes in base64url, so no two tokens share one in practice.
-fn new_token_id(key: &Key, rng: &dyn SecureRandom) -> Result<String, IssueError> {
-    let mut id_bytes = [0u8; 16];
-    rng.fill(&mut id_bytes).map_err(|_| SignError {
+fn new_token_id(key: &Key, random: &Random) -> Result<String, IssueError> {
+    let id_bytes = random.id().map_err(|_| SignError {
         key_id: key.id().clone(),
     })?;
     Ok(URL_SAFE_NO_PAD.encode(id_bytes))
@@ -244,7 +243,7 @@ fn sign(
     profile: &Profile,
     signer: &Signer,
     claims: &Map<String, Value>,
-    rng: &dyn SecureRandom,
+    random: &Random,
 ) -> Result<String, IssueError> {
     let (key, encoded_header) = (&signer.key, &signer.encoded_header);
     let payload = serde_json::to_vec(claims).map_err(|_| SignError {
@@ -255,7 +254,7 @@ fn sign(
     token.push_str(encoded_header);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-    let signature = key.sign(rng, token.as_bytes())?;
+    let signature = key.sign(random.system(), token.as_bytes())?;
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
     if token.len() > profile.max_token_bytes {

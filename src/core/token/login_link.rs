@@ -4,11 +4,10 @@
 
 use std::time::SystemTime;
 
-use ring::rand::SecureRandom;
-
 use super::{IssueError, IssueRequest, Issued, issue};
 use crate::core::login::NextError;
 use crate::core::profile::{Profile, ProfileName};
+use crate::core::random::Random;
 
 /// A filled login link and the token inside it.
 #[derive(Debug, Clone)]
@@ -35,7 +34,7 @@ pub fn issue_link(
     request: IssueRequest,
     next: &str,
     now: SystemTime,
-    rng: &dyn SecureRandom,
+    random: &Random,
 ) -> Result<LoginLink, LoginError> {
     let Some(template) = &profile.login_url else {
         return Err(LoginError::NoLoginUrl {
@@ -47,7 +46,7 @@ pub fn issue_link(
         ttl: request.ttl.or(Some(profile.login_ttl)),
         ..request
     };
-    let issued = issue(profile, request, now, rng)?;
+    let issued = issue(profile, request, now, random)?;
     Ok(LoginLink {
         url: template.fill(&issued.token, next),
         issued,

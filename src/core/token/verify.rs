@@ -530,7 +530,7 @@ fn ago(seconds: f64) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use ring::rand::SystemRandom;
+    use crate::core::random::Random;
 
     use super::*;
     use crate::core::keys::{HmacSecret, Key, KeyId};
@@ -552,7 +552,7 @@ mod tests {
             subject: "alice".into(),
             ..Default::default()
         };
-        issue(profile, request, now, &SystemRandom::new()).unwrap()
+        issue(profile, request, now, &Random::new()).unwrap()
     }
 
     #[test]
