@@ -83,7 +83,7 @@ impl Server {
             "caller authentication"
         );
         for key in config.keys.sorted() {
-            tracing::info!(kid = ?key.id(), alg = %key.algorithm(), can_sign = key.can_sign(), "key loaded");
+            tracing::info!(kid = key.id().as_str(), alg = %key.algorithm(), can_sign = key.can_sign(), "key loaded");
         }
         let store = Arc::new(Store::open(config.store.as_ref(), clock.clone())?);
         let live = Live::start(config, clock)?;

@@ -254,7 +254,7 @@ impl Live {
             .map(|r| r.kid.clone())
             // rotate_now always leaves a key active at `now`; not finding one is our fault.
             .ok_or_else(|| AdminError::Failed(anyhow!("the rotation left no active key")))?;
-        tracing::warn!(profile = name, new_kid = ?new_key, revoked = ?revoked, "key rotated by an operator");
+        tracing::warn!(profile = name, new_kid = new_key.as_str(), revoked = ?revoked, "key rotated by an operator");
         self.swap(&state).map_err(AdminError::Failed)?;
         self.wake.notify_one();
         Ok(Rotated { new_key, revoked })

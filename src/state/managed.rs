@@ -83,7 +83,7 @@ impl Managed {
             let path = self.dir.join(key_file_name(&kid, self.spec.algorithm)?);
             files::write_private(&path, material.as_bytes())
                 .with_context(|| format!("writing new key {}", path.display()))?;
-            tracing::info!(profile = %self.profile, kid = ?kid, alg = %self.spec.algorithm, activate_at = times.activate_at, "managed key generated and published");
+            tracing::info!(profile = %self.profile, kid = kid.as_str(), alg = %self.spec.algorithm, activate_at = times.activate_at, "managed key generated and published");
             keys.insert(kid.clone(), Arc::new(key));
             records.push(KeyRecord {
                 kid,
@@ -111,7 +111,7 @@ impl Managed {
             } else {
                 "dropped before it signed"
             };
-            tracing::info!(profile = %self.profile, kid = ?dropped.kid, "managed key {why}");
+            tracing::info!(profile = %self.profile, kid = dropped.kid.as_str(), "managed key {why}");
         }
         self.records = records;
         self.keys = keys;

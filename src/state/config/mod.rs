@@ -361,7 +361,11 @@ fn warn_unused_keys(store: &KeyStore, profiles: &[ProfileTemplate], origin: &str
                 || p.spec.signing_keys.iter().any(|s| Arc::ptr_eq(&s.key, key))
         });
         if !used {
-            tracing::warn!(origin, kid = ?key.id(), "key is configured but no profile uses it");
+            tracing::warn!(
+                origin,
+                kid = key.id().as_str(),
+                "key is configured but no profile uses it"
+            );
         }
     }
 }
