@@ -697,6 +697,39 @@ fn healthcheck_refuses_https_without_a_ca_instead_of_checking_in_plaintext() {
 }
 
 #[test]
+fn the_readme_shows_the_unknown_field_message_config_check_prints_today() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.default]\nsigning_key = \"main\"\nttl_max = \"1h\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = run(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    let listed = message
+        .lines()
+        .find(|l| l.starts_with("unknown field `ttl_max`"))
+        .unwrap_or_else(|| panic!("{message}"));
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    // Every profile field, as serve and config check list them, in the README's sample.
+    assert!(
+        readme.lines().any(|l| l == listed),
+        "README.md's sample should read:\n{listed}"
+    );
+}
+
+#[test]
 fn config_check_on_a_bare_number_for_a_lifetime_says_how_to_write_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
