@@ -198,7 +198,7 @@ fn main() -> ExitCode {
             telemetry::init(cli.log_format, LogTarget::Stdout);
             let panics = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
-                telemetry::flush();
+                telemetry::try_flush();
                 panics(info);
             }));
             let served = runtime.block_on(serve(config, listen, http_listen, data_dir));

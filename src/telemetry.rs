@@ -17,7 +17,7 @@ use tracing_subscriber::field::{RecordFields, VisitOutput as _};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 use tracing_subscriber::fmt::{FormatFields, time::FormatTime};
 
-pub use output::{batch_this_thread, flush};
+pub use output::{batch_this_thread, flush, try_flush};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -111,6 +111,16 @@ mod output {
         // A panic while the lock was held leaves whole lines behind it: write them.
         let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
         write_out(&mut pending);
+    }
+
+    /// Writes every waiting line unless the buffer is in use, as it could be on this very
+    /// thread when a panic hook runs: never blocks.
+    pub fn try_flush() {
+        match PENDING.try_lock() {
+            Ok(mut pending) => write_out(&mut pending),
+            Err(std::sync::TryLockError::Poisoned(e)) => write_out(&mut e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
     }
 
     fn write_out(pending: &mut Vec<u8>) {
