@@ -27,6 +27,18 @@ pub fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `config check --config CONFIG --data-dir DATA`.
+pub fn config_check(config: &Path, data: &Path) -> Output {
+    run(&[
+        "config",
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ])
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
@@ -239,14 +251,7 @@ async fn keys_generate_makes_a_private_key_for_every_algorithm_that_config_check
     std::fs::write(&config_file, &config).unwrap();
     let data = tempfile::tempdir().unwrap();
 
-    let check = run(&[
-        "config",
-        "check",
-        "--config",
-        config_file.to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
+    let check = config_check(&config_file, data.path());
     assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
     let listing = stdout(&check);
     for alg in ALGORITHMS {
@@ -415,14 +420,7 @@ fn config_check_on_a_broken_config_fails_as_serve_does_and_writes_nothing() {
     std::fs::write(data.path().join("short.secret"), "too-short").unwrap();
     let before = tree(data.path());
 
-    let out = run(&[
-        "config",
-        "check",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
+    let out = config_check(&config, data.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "{}", stdout(&out));
     let message = stderr(&out);
@@ -478,14 +476,7 @@ fn config_check_never_creates_a_generated_key_even_at_an_absolute_path() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let out = run(&[
-        "config",
-        "check",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let out = config_check(&config, &data);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let listing = stdout(&out);
     assert!(
@@ -598,14 +589,7 @@ async fn keys_list_shows_the_active_managed_key_of_a_running_server() {
 
     // config check reads the managed state serve wrote, and writes nothing itself.
     let before = tree(data.path());
-    let check = run(&[
-        "config",
-        "check",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
+    let check = config_check(&config, data.path());
     assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
     let report = stdout(&check);
     assert!(report.contains("admin:         on"), "{report}");
@@ -706,14 +690,7 @@ fn the_readme_shows_the_unknown_field_message_config_check_prints_today() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let out = run(&[
-        "config",
-        "check",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let out = config_check(&config, &data);
     assert_eq!(out.status.code(), Some(1));
     let message = stderr(&out);
     let listed = message
@@ -739,14 +716,7 @@ fn config_check_on_a_bare_number_for_a_lifetime_says_how_to_write_it() {
          [profiles.default]\nsigning_key = \"k\"\nmax_ttl = 3600\n",
     )
     .unwrap();
-    let out = run(&[
-        "config",
-        "check",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = config_check(&config, dir.path());
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("max_ttl = 3600"), "{err}");
@@ -869,14 +839,7 @@ fn config_check_reports_the_tls_certificate_and_the_client_ca() {
     let pki = crate::pki::TestPki::new(dir.path(), true);
     let config = tls_config_file(dir.path(), &pki);
     let data = tempfile::tempdir().unwrap();
-    let out = run(&[
-        "config",
-        "check",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
+    let out = config_check(&config, data.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report = stdout(&out);
     let tls = report.lines().find(|l| l.starts_with("tls:")).unwrap();

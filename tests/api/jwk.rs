@@ -233,7 +233,7 @@ async fn a_profile_with_a_signing_key_and_a_jwks_file_verifies_both() {
 
 #[test]
 fn config_check_names_the_jwks_file_each_verify_key_came_from() {
-    use crate::cli::{run, stderr, stdout};
+    use crate::cli::{config_check, stderr, stdout};
     let dir = tempfile::tempdir().unwrap();
     let set = json!({"keys": [
         public_jwk("ES384", "ec-p384.pem", "partner-1"),
@@ -249,15 +249,7 @@ fn config_check_names_the_jwks_file_each_verify_key_came_from() {
         ),
     )
     .unwrap();
-    let data = dir.path().to_str().unwrap();
-    let out = run(&[
-        "config",
-        "check",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data,
-    ]);
+    let out = config_check(&config, dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report = stdout(&out);
     let verify_lines: Vec<&str> = report
