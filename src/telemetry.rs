@@ -64,11 +64,19 @@ pub fn init(format: LogFormat, target: LogTarget) {
             .with_timer(Micros)
             .fmt_fields(PlainFields)
             .boxed(),
-        LogFormat::Json => JsonLines { span: true }.boxed(),
+        LogFormat::Json => JsonLines {
+            span: true,
+            write: output::write_line,
+        }
+        .boxed(),
     }
     .with_filter(filter().and(filter_fn(move |m| !is_audit(m))));
     // The audit record stands alone: no span fields, so nothing but what `api::audit` chose.
-    let audit = JsonLines { span: false }.with_filter(filter().and(filter_fn(is_audit)));
+    let audit = JsonLines {
+        span: false,
+        write: output::write_line,
+    }
+    .with_filter(filter().and(filter_fn(is_audit)));
     // A second install (as in tests that start several servers) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
         .with(service)
@@ -137,7 +145,7 @@ mod output {
     }
 
     /// Appends whole lines (each `write` is one event's line) in the order they were logged.
-    fn append(line: &[u8]) {
+    pub(super) fn write_line(line: &[u8]) {
         let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
         pending.extend_from_slice(line);
         if !BATCHING.with(Cell::get) || pending.len() >= BATCH_BYTES {
@@ -150,7 +158,7 @@ mod output {
 
     impl std::io::Write for Lines {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            append(buf);
+            write_line(buf);
             Ok(buf.len())
         }
 
@@ -319,6 +327,8 @@ impl tracing::field::Visit for PlainVisitor<'_> {
 /// serde map and a `fmt::Write` adaptor byte run by byte run).
 struct JsonLines {
     span: bool,
+    /// Where each finished line goes: [`output::write_line`] outside tests.
+    write: fn(&[u8]),
 }
 
 /// A span's fields as JSON members (`,"name":value` each), kept in its extensions.
@@ -375,11 +385,15 @@ where
         event.record(&mut JsonFields { out: &mut line });
         line.extend_from_slice(b",\"target\":");
         json_string(&mut line, event.metadata().target());
-        let span = self
-            .span
-            .then(|| event.parent().and_then(|id| ctx.span(id)))
-            .flatten()
-            .or_else(|| self.span.then(|| ctx.lookup_current()).flatten());
+        // The event's explicit parent, else the span it was entered in.
+        let span = if self.span {
+            event
+                .parent()
+                .and_then(|id| ctx.span(id))
+                .or_else(|| ctx.lookup_current())
+        } else {
+            None
+        };
         if let Some(span) = span {
             line.extend_from_slice(b",\"span\":{");
             if let Some(fields) = span.extensions().get::<SpanFields>() {
@@ -394,7 +408,7 @@ where
             line.push(b'}');
         }
         line.extend_from_slice(b"}\n");
-        let _ = output::Lines.write_all(&line);
+        (self.write)(&line);
     }
 }
 
@@ -600,6 +614,50 @@ mod tests {
             "{ours}"
         );
         assert!(ours.contains("outer{call=\"Verify\" n=7}"), "{ours}");
+    }
+
+    static JSON_LINES: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+    #[test]
+    fn json_lines_are_json_with_the_fields_at_the_top_and_the_current_span_under_span() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let layer = JsonLines {
+            span: true,
+            write: |line| JSON_LINES.lock().unwrap().extend_from_slice(line),
+        };
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info!(
+                rpc = "Issue",
+                latency_us = 42u64,
+                ok = true,
+                "call finished"
+            );
+            let span = tracing::info_span!("outer", call = "Verify", n = 7u64);
+            let _in = span.enter();
+            tracing::warn!(detail = "say \"hi\"\n", shown = ?vec![1, 2], "inside");
+        });
+        let text = String::from_utf8(JSON_LINES.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let first = &lines[0];
+        assert_eq!(first["level"], "INFO");
+        assert_eq!(first["message"], "call finished");
+        assert_eq!(first["rpc"], "Issue");
+        assert_eq!(first["latency_us"], 42);
+        assert_eq!(first["ok"], true);
+        assert!(first.get("span").is_none(), "{first}");
+        assert!(first["timestamp"].as_str().unwrap().ends_with('Z'));
+        let second = &lines[1];
+        assert_eq!(second["detail"], "say \"hi\"\n");
+        assert_eq!(second["shown"], "[1, 2]");
+        assert_eq!(
+            second["span"],
+            serde_json::json!({"call": "Verify", "n": 7, "name": "outer"})
+        );
+        assert_eq!(second["target"], module_path!());
     }
 
     #[test]

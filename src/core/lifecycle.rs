@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
-use crate::core::random::Random;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::core::profile::{Profile, ProfileName, Profiles, REGISTERED_CLAIMS};
+use crate::core::random::Random;
 use crate::core::token::{Failure, Refusal, Verified};
 
 /// The claim that carries a token's family id: every access and refresh token descended from
