@@ -220,12 +220,16 @@ struct PlainVisitor<'w> {
 }
 
 impl PlainVisitor<'_> {
-    /// The separating space and `name=`, as `DefaultVisitor` writes them; `None` for a field
-    /// it skips.
-    fn start(&mut self, field: &tracing::field::Field) -> Option<fmt::Result> {
+    /// One field as `DefaultVisitor` writes it: the separating space, `name=`, then what
+    /// `value` writes; nothing for the fields it skips.
+    fn field(
+        &mut self,
+        field: &tracing::field::Field,
+        value: impl FnOnce(&mut Writer<'_>) -> fmt::Result,
+    ) {
         let name = field.name();
-        if name.starts_with("log.") {
-            return None;
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
         }
         let name = name.strip_prefix("r#").unwrap_or(name);
         let w = &mut self.writer;
@@ -234,11 +238,10 @@ impl PlainVisitor<'_> {
         } else {
             w.write_char(' ')
         };
-        Some(
-            space
-                .and_then(|()| w.write_str(name))
-                .and_then(|()| w.write_char('=')),
-        )
+        self.result = space
+            .and_then(|()| w.write_str(name))
+            .and_then(|()| w.write_char('='))
+            .and_then(|()| value(w));
     }
 
     /// Hands one field to `DefaultVisitor`, which writes the separator itself.
@@ -250,14 +253,7 @@ impl PlainVisitor<'_> {
     }
 
     fn number(&mut self, field: &tracing::field::Field, value: &dyn fmt::Display) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = match self.start(field) {
-            Some(Ok(())) => write!(self.writer, "{value}"),
-            Some(e) => e,
-            None => Ok(()),
-        };
+        self.field(field, |w| write!(w, "{value}"));
     }
 }
 
@@ -277,16 +273,11 @@ impl tracing::field::Visit for PlainVisitor<'_> {
         if field.name() == "message" || !plain(value) {
             return self.default(|v| v.record_str(field, value));
         }
-        self.result = match self.start(field) {
-            Some(Ok(())) => {
-                let w = &mut self.writer;
-                w.write_char('"')
-                    .and_then(|()| w.write_str(value))
-                    .and_then(|()| w.write_char('"'))
-            }
-            Some(e) => e,
-            None => Ok(()),
-        };
+        self.field(field, |w| {
+            w.write_char('"')
+                .and_then(|()| w.write_str(value))
+                .and_then(|()| w.write_char('"'))
+        });
     }
 
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
