@@ -284,25 +284,25 @@ impl Report<'_> {
             }
         } else {
             // Keys from a jwks_file are listed apart, after the file they came from.
-            let (path, from_file) = match &template.jwks_file {
-                Some((path, ids)) => (Some(path), ids.as_slice()),
-                None => (None, &[][..]),
-            };
-            let mut own = spec
+            let from_file = template
+                .jwks_file
+                .as_ref()
+                .map_or(&[][..], |(_, ids)| ids.as_slice());
+            let own: Vec<&KeyId> = spec
                 .verify_keys
                 .iter()
                 .map(|k| k.id())
                 .filter(|id| !from_file.contains(id))
-                .peekable();
+                .collect();
             let mut shown = Vec::new();
-            if own.peek().is_some() {
-                shown.push(ids(&mut own));
+            if !own.is_empty() {
+                shown.push(ids(&mut own.into_iter()));
             }
-            if let Some(path) = path {
+            if let Some((path, file_ids)) = &template.jwks_file {
                 shown.push(format!(
                     "from jwks_file {}: {}",
                     path.display(),
-                    ids(&mut from_file.iter())
+                    ids(&mut file_ids.iter())
                 ));
             }
             shown.join("; ")
